@@ -1,0 +1,1 @@
+"""Benchmarks: each `python -m benchmarks.NAME` prints a table and writes a CSV under benchmarks/results/."""

@@ -1,0 +1,51 @@
+"""Profile this device's layers and refit the latency predictors, or show the table of cuts.
+
+  python deployment.py --role edge|cloud [--threads N] [--quick]
+  python deployment.py -t MODEL --bandwidth MBPS|3g|lte|wifi [--rtt MS] --show [--json]
+"""
+import argparse
+import sys
+
+from models import MODEL_NAMES, UnknownModelError, get_dnn_model
+from predictor import LatencyPredictor, Planner
+from predictor.deploy import cut_table_document, dumps, print_cut_table, profile_and_fit, warn_if_other_machine
+from predictor.regression import ROLES
+from utils.cli import bandwidth_arg, non_negative_ms
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--role", choices=ROLES, help="profile this machine as the edge or the cloud and refit")
+    p.add_argument("--threads", type=int, help="torch threads while profiling (default: edge 1, cloud all cores)")
+    p.add_argument("--quick", action="store_true", help="a small profile (under a minute) for CI")
+    p.add_argument("-t", "--model", choices=MODEL_NAMES, metavar="MODEL",
+                   help=f"model to show cuts for: {', '.join(MODEL_NAMES)}")
+    p.add_argument("--bandwidth", type=bandwidth_arg, default=None, help="uplink Mbit/s or 3g|lte|wifi")
+    p.add_argument("--rtt", type=non_negative_ms, default=0.0, help="round-trip time in ms (default 0)")
+    p.add_argument("--show", action="store_true", help="print the predicted cost of every cut")
+    p.add_argument("--json", action="store_true", help="print the cut table as one JSON object")
+    args = p.parse_args(argv)
+
+    if args.role:
+        if args.threads is not None and args.threads < 1:
+            p.error("--threads must be at least 1")
+        profile_and_fit(args.role, args.threads, args.quick)
+        return 0
+    if not args.model:
+        p.error("give --role to profile, or -t MODEL --bandwidth MBPS --show to see the cuts")
+    if args.bandwidth is None:
+        p.error("--bandwidth is needed to show the cuts")
+    edge, cloud = LatencyPredictor.load("edge"), LatencyPredictor.load("cloud")
+    for predictor in (edge, cloud):
+        warn_if_other_machine(predictor)
+    document = cut_table_document(Planner.for_model(get_dnn_model(args.model), edge, cloud),
+                                  args.bandwidth, args.rtt)
+    if args.json:
+        print(dumps(document))
+    else:
+        print_cut_table(document)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Model registry: the single source of the model names the command line accepts."""
+from __future__ import annotations
+
+from pathlib import Path
+import torch
+from torch import nn
+
+from models import alexnet, lenet, mobilenet, vgg
+from models.chain import INPUT_SHAPE, ChainModel, model_partition, weights_fingerprint
+
+# Seed of the default weights: both sides build identical weights without sharing a file.
+WEIGHTS_SEED = 0
+
+# name -> module with reference() (the architecture) and to_chain() (its units)
+_REGISTRY = {"alex_net": alexnet, "vgg_net": vgg, "le_net": lenet, "mobile_net": mobilenet}
+MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+class UnknownModelError(ValueError):
+    def __init__(self, name: str):
+        super().__init__(f"unknown model {name!r}; valid models: {', '.join(MODEL_NAMES)}")
+
+
+def check_model_name(name: str) -> str:
+    if name not in _REGISTRY:
+        raise UnknownModelError(name)
+    return name
+
+
+def build_reference(name: str) -> nn.Module:
+    """The reference (torchvision) architecture with the default deterministic weights."""
+    module = _REGISTRY[check_model_name(name)]
+    with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream untouched
+        torch.manual_seed(WEIGHTS_SEED)
+        return module.reference()
+
+
+def get_dnn_model(name: str, weights: str | Path | None = None, device: str = "cpu") -> ChainModel:
+    """The model `name` as a chain of units in eval mode.
+
+    weights: a torchvision state dict file (e.g. ImageNet weights); default: seeded weights.
+    """
+    reference = build_reference(name)
+    if weights is not None:
+        state = torch.load(weights, map_location="cpu", weights_only=True)  # tensors only, no code
+        reference.load_state_dict(state)
+    return _REGISTRY[name].to_chain(reference).to(device).eval()
+
+
+__all__ = ["INPUT_SHAPE", "MODEL_NAMES", "ChainModel", "UnknownModelError", "build_reference",
+           "check_model_name", "get_dnn_model", "model_partition", "weights_fingerprint"]

@@ -1,0 +1,76 @@
+"""A DNN as an ordered chain of partitionable units.
+
+A unit is a leaf layer (conv, batch-norm, activation, pool, linear, dropout, flatten), except that
+a block with a skip connection (every MobileNetV2 InvertedResidual) is one unit. The edge runs
+units 1..k, the cloud runs units k+1..N; k = 0 is all cloud, k = N is all edge.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Iterable, Sequence
+
+import torch
+from torch import nn
+
+# Every model takes one RGB image at the torchvision reference resolution.
+INPUT_SHAPE = (1, 3, 224, 224)
+
+
+class ChainModel(nn.Sequential):
+    """nn.Sequential of units that remembers each unit's qualified name in the source model."""
+
+    def __init__(self, name: str, units: Sequence[nn.Module], unit_names: Sequence[str]):
+        super().__init__(*units)
+        if len(units) != len(unit_names):
+            raise ValueError("one name per unit")
+        self.name = name
+        self.unit_names = list(unit_names)
+        self.input_shape = INPUT_SHAPE
+        self._fingerprint: str | None = None
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):  # slices are plain sub-chains, not named models
+            return nn.Sequential(*list(self._modules.values())[idx])
+        return super().__getitem__(idx)
+
+    def unit_label(self, k: int) -> str:
+        """Human label of unit k (1-based, as in 'the edge runs units 1..k'); 0 is the input."""
+        if k == 0:
+            return "input"
+        unit = self[k - 1]
+        return f"{type(unit).__name__} ({self.unit_names[k - 1]})"
+
+    @property
+    def fingerprint(self) -> str:
+        """16 hex digits identifying the weights; equal weights give equal fingerprints."""
+        if self._fingerprint is None:
+            self._fingerprint = weights_fingerprint(self.state_dict().values())
+        return self._fingerprint
+
+
+def weights_fingerprint(tensors: Iterable[torch.Tensor]) -> str:
+    digest = hashlib.blake2b(digest_size=8)
+    for tensor in tensors:
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def leaves(module: nn.Module, prefix: str, keep: tuple[type, ...] = ()) -> list[tuple[str, nn.Module]]:
+    """Flatten nested containers into (qualified name, module), stopping at `keep` types."""
+    children = list(module.named_children())
+    if isinstance(module, keep) or not children:
+        return [(prefix, module)]
+    out: list[tuple[str, nn.Module]] = []
+    for child_name, child in children:
+        out.extend(leaves(child, f"{prefix}.{child_name}" if prefix else child_name, keep))
+    return out
+
+
+def model_partition(model: ChainModel, k: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """(edge part = units 1..k, cloud part = units k+1..N) for k in 0..N."""
+    n = len(model)
+    if not 0 <= k <= n:
+        raise ValueError(f"cut point {k} is outside 0..{n} for {model.name}")
+    return model[:k], model[k:]

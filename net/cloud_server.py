@@ -1,0 +1,102 @@
+"""The cloud: runs units k+1..N of a model on the tensor an edge sends and returns the answer.
+
+Requests (JSON headers, see docs/PROTOCOL.md):
+  hello  {"version", ["model", "fingerprint"]}          -> hello {"version", "models"}
+  infer  {"model", "cut", "fingerprint", "want_logits"} + tensor "x" -> result
+         {"top5": [[class, probability], ...], "cloud_ms"} (+ tensor "logits" when asked)
+  probe  + tensor "data" (uint8)                         -> probe_ok {"bytes"}
+Every infer names its model, cut and weights fingerprint, so no per-connection state is kept.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from models import MODEL_NAMES, ChainModel, get_dnn_model
+from net.frame_server import FrameServer, Reply, RequestError, serve_probes
+from net.protocol import DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION
+from predictor.ops import ModelInfo, analyze
+from utils.classes import top_k
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9999
+
+
+class ModelCache:
+    """Each model built once, on first use, with its shapes; thread-safe."""
+
+    def __init__(self, device: torch.device, weights: dict[str, Path] | None = None):
+        self.device = device
+        self.weights = weights or {}
+        self._models: dict[str, tuple[ChainModel, ModelInfo]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> tuple[ChainModel, ModelInfo]:
+        with self._lock:
+            if name not in self._models:
+                model = get_dnn_model(name, self.weights.get(name))
+                self._models[name] = (model.to(self.device), analyze(model))
+            return self._models[name]
+
+
+class CloudServer(FrameServer):
+    role = "cloud server"
+
+    def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, device: str = "cpu",
+                 weights: dict[str, Path] | None = None,
+                 max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, **kwargs):
+        self.models = ModelCache(torch.device(device), weights)
+        super().__init__(host, port, max_frame_bytes, **kwargs)
+        self.handlers.update(hello=self._hello, infer=self._infer)
+        self.validators.update(hello=self._validate_hello, infer=self._validate_infer)
+        serve_probes(self)
+
+    # -- hello ---------------------------------------------------------------------------------
+    def _validate_hello(self, header: dict) -> None:
+        if header.get("version") != PROTOCOL_VERSION:
+            raise RequestError("version_mismatch", f"edge speaks protocol version {header.get('version')!r:.20}, "
+                                                   f"cloud speaks {PROTOCOL_VERSION}")
+        if "model" in header:
+            self._check_weights(header.get("model"), header.get("fingerprint"))
+
+    def _hello(self, header: dict, tensors) -> Reply:
+        return {"type": "hello", "version": PROTOCOL_VERSION, "models": list(MODEL_NAMES)}, None
+
+    def _check_weights(self, name, fingerprint) -> tuple[ChainModel, ModelInfo]:
+        if name not in MODEL_NAMES:
+            raise RequestError("unknown_model", f"unknown model {name!r:.40}; this cloud serves: "
+                                                f"{', '.join(MODEL_NAMES)}")
+        model, info = self.models.get(name)
+        if fingerprint != model.fingerprint:
+            raise RequestError("weights_mismatch", f"edge holds {name} weights {fingerprint!r:.40}, cloud "
+                                                   f"holds {model.fingerprint}: load the same weights on both")
+        return model, info
+
+    # -- infer ---------------------------------------------------------------------------------
+    def _validate_infer(self, header: dict) -> None:
+        """Model, weights, cut, and the tensor's dtype and shape, before its bytes are read."""
+        _, info = self._check_weights(header.get("model"), header.get("fingerprint"))
+        cut, n = header.get("cut"), len(info.units)
+        if type(cut) is not int or not 0 <= cut < n:
+            raise RequestError("bad_cut", f"cut {cut!r:.20} is outside 0..{n - 1} for {info.name} "
+                                          f"(at cut {n} the edge runs everything and sends nothing)")
+        expected_shape = list(info.input_shape if cut == 0 else info.units[cut - 1].out_shape)
+        entries = header["tensors"]
+        if (len(entries) != 1 or entries[0]["name"] != "x" or entries[0]["dtype"] != "float32"
+                or entries[0]["shape"] != expected_shape):
+            got = [(e["name"], e["dtype"], e["shape"]) for e in entries][:4]
+            raise RequestError("bad_tensor", f"{info.name} at cut {cut} takes one float32 tensor 'x' "
+                                             f"of shape {expected_shape}, got {got!r:.200}")
+
+    def _infer(self, header: dict, tensors: dict[str, torch.Tensor]) -> Reply:
+        model, _ = self.models.get(header["model"])
+        x = tensors["x"].to(self.models.device)
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            logits = model[header["cut"]:](x)
+            cloud_ms = (time.perf_counter() - t0) * 1e3
+        reply = {"type": "result", "top5": top_k(logits), "cloud_ms": cloud_ms}
+        return reply, ({"logits": logits.cpu()} if header.get("want_logits") else None)

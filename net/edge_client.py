@@ -1,0 +1,120 @@
+"""The edge's connection to a cloud: hello, inference requests, bandwidth probes.
+
+One persistent connection carries many requests. With a pacer (net.link) every byte the edge
+sends is shaped to the emulated uplink, and `rtt_ms` is paid once per request.
+"""
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass
+
+import torch
+
+from net.link import TokenBucketPacer
+from net.protocol import ProtocolError, PROTOCOL_VERSION, recv_frame, send_frame
+
+CONNECT_TIMEOUT_S = 5.0
+# Waiting for a reply covers the cloud's compute (VGG16-BN on a slow server: seconds), not the
+# upload, which is sent before the wait starts.
+REPLY_TIMEOUT_S = 120.0
+
+
+# Error codes that mean "this request is wrong", not "the cloud is unavailable": falling back to
+# local inference would hide a mistake the user must fix (e.g. different weights on each side).
+REFUSALS = frozenset({"unknown_model", "weights_mismatch", "bad_cut", "bad_tensor", "bad_request",
+                      "version_mismatch"})
+
+
+class CloudUnavailable(Exception):
+    """The cloud cannot be reached, is busy, or the connection broke: the edge may fall back."""
+
+
+class CloudRefused(Exception):
+    """The cloud understood the request and refused it (wrong weights, bad cut, ...)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"cloud refused the request ({code}): {message}")
+        self.code = code
+
+
+@dataclass(frozen=True)
+class InferReply:
+    top5: list[list]
+    logits: torch.Tensor | None
+    cloud_ms: float           # the cloud's own compute time
+    transfer_ms: float        # first byte sent .. last byte of the reply, minus cloud_ms
+    transfer_bytes: int       # bytes of the request frame on the wire
+
+
+class CloudClient:
+    def __init__(self, host: str, port: int, pacer: TokenBucketPacer | None = None,
+                 rtt_ms: float = 0.0, connect_timeout_s: float = CONNECT_TIMEOUT_S,
+                 reply_timeout_s: float = REPLY_TIMEOUT_S):
+        self.host, self.port = host, port
+        self.pacer, self.rtt_ms = pacer, rtt_ms
+        self.connect_timeout_s, self.reply_timeout_s = connect_timeout_s, reply_timeout_s
+        self._sock: socket.socket | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def connect(self) -> None:
+        if self._sock is not None:
+            return
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout_s)
+        except OSError as e:
+            raise CloudUnavailable(f"cloud unreachable at {self.where}: {e.strerror or e}") from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+        self._request({"type": "hello", "version": PROTOCOL_VERSION}, None)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> "CloudClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _request(self, header: dict, tensors: dict[str, torch.Tensor] | None) -> tuple[dict, dict, int, float]:
+        """Send one request, wait for its reply: (reply, tensors, bytes sent, wall ms incl. RTT)."""
+        if self._sock is None:
+            self.connect()
+        try:
+            t0 = time.perf_counter()
+            sent = send_frame(self._sock, header, tensors, self.pacer)
+            reply, reply_tensors = recv_frame(self._sock, idle_timeout_s=self.reply_timeout_s)
+            if self.rtt_ms:
+                time.sleep(self.rtt_ms / 1e3)  # emulated propagation, paid once per request
+            wall_ms = (time.perf_counter() - t0) * 1e3
+        except (OSError, ProtocolError) as e:
+            self.close()  # the stream may be mid-frame: a new request needs a new connection
+            raise CloudUnavailable(f"connection to the cloud at {self.where} failed: {e}") from None
+        if reply.get("type") == "error":
+            self.close()  # the cloud closes after refusing a request whose body it did not read
+            code, message = str(reply.get("code")), str(reply.get("message"))
+            if code in REFUSALS:
+                raise CloudRefused(code, message)
+            raise CloudUnavailable(f"cloud at {self.where} could not serve the request ({code}): {message}")
+        return reply, reply_tensors, sent, wall_ms
+
+    def infer(self, model: str, fingerprint: str, cut: int, x: torch.Tensor,
+              want_logits: bool = False) -> InferReply:
+        header = {"type": "infer", "model": model, "cut": cut, "fingerprint": fingerprint,
+                  "want_logits": want_logits}
+        reply, tensors, sent, wall_ms = self._request(header, {"x": x.contiguous()})
+        cloud_ms = float(reply["cloud_ms"])
+        return InferReply(reply["top5"], tensors.get("logits"), cloud_ms, wall_ms - cloud_ms, sent)
+
+    def probe(self, nbytes: int) -> float:
+        """Send `nbytes` of probe data; return the wall ms until the cloud's acknowledgement."""
+        if self.pacer is not None:
+            time.sleep(self.pacer.seconds_until_full())  # every probe starts with the same burst credit
+        _, _, _, wall_ms = self._request({"type": "probe"}, {"data": torch.zeros(nbytes, dtype=torch.uint8)})
+        return wall_ms

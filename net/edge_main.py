@@ -1,0 +1,150 @@
+"""edge_api.py's body: parse the flags, learn the uplink, run one collaborative inference, report."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+from models import MODEL_NAMES, get_dnn_model
+from net.cloud_server import DEFAULT_HOST, DEFAULT_PORT, CloudServer
+from net.edge_client import CloudClient, CloudRefused, CloudUnavailable
+from net.edge_runner import EdgeReport, collaborative_inference
+from net.link import TokenBucketPacer
+from net.monitor_client import measure_bandwidth_mbps
+from predictor import LatencyPredictor, Planner
+from predictor.deploy import warn_if_other_machine
+from utils.classes import imagenet_categories
+from utils.cli import add_connection_args, bandwidth_arg, non_negative_ms, slowdown_arg
+from utils.device import DeviceError, resolve_device
+from utils.image import ImageError, fixed_input, load_image
+
+EDGE_THREADS = 1  # the edge is the weak device: the profile's edge role is made at 1 thread
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_connection_args(p, DEFAULT_HOST, DEFAULT_PORT)
+    p.add_argument("-t", "--model", default="alex_net", choices=MODEL_NAMES, metavar="MODEL",
+                   help=f"one of {', '.join(MODEL_NAMES)} (default alex_net)")
+    p.add_argument("--bandwidth", type=bandwidth_arg, metavar="MBPS|3g|lte|wifi",
+                   help="uplink in Mbit/s or a preset; shapes the uplink to it (see --no-shaping). "
+                        "Default: measure the uplink to the cloud")
+    p.add_argument("--no-shaping", action="store_true",
+                   help="use --bandwidth only to choose the cut, do not pace the uplink (real links)")
+    p.add_argument("--rtt", type=non_negative_ms, default=0.0, help="round-trip time in ms, added "
+                   "to every request when shaping (default 0)")
+    p.add_argument("--partition", type=int, metavar="K", help="force the cut: the edge runs units 1..K")
+    p.add_argument("--image", type=Path, help="JPEG/PNG to classify (default: a fixed random tensor)")
+    p.add_argument("--weights", type=Path, help="torchvision state dict for MODEL (both sides must hold it)")
+    p.add_argument("--edge-slowdown", type=slowdown_arg, default=1.0, metavar="F",
+                   help="emulate an edge F times slower than this machine (default 1)")
+    p.add_argument("--local-cloud", action="store_true",
+                   help="start a cloud on 127.0.0.1 (free port) for this run, use it, stop it")
+    p.add_argument("--no-fallback", action="store_true",
+                   help="exit non-zero instead of running locally when the cloud is unavailable")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON line at the end")
+    return p
+
+
+def print_report(report: EdgeReport, categories: list[str] | None, out=None) -> None:
+    out = out or sys.stdout  # looked up at call time, so redirection (and capsys) works
+    p, m = report.predicted_ms, report.measured_ms
+    print(f"model {report.model}: cut after unit {report.cut_point} of {report.num_units} "
+          f"({report.cut_layer}); uplink {report.bandwidth_mbps:g} Mbit/s, RTT {report.rtt_ms:g} ms", file=out)
+    if report.fallback:
+        print(f"FALLBACK: {report.fallback_reason}; the edge finished the inference itself", file=out)
+    print(f"{'':<10} {'edge':>9} {'transfer':>9} {'cloud':>9} {'total':>9}   ms", file=out)
+    print(f"{'predicted':<10} {p.edge:>9.2f} {p.transfer:>9.2f} {p.cloud:>9.2f} {p.total:>9.2f}", file=out)
+    print(f"{'measured':<10} {m.edge:>9.2f} {m.transfer:>9.2f} {m.cloud:>9.2f} {m.total:>9.2f}"
+          f"   (overhead {report.overhead_ms:.2f})", file=out)
+    print(f"sent {report.transfer_bytes} bytes; top-5:", file=out)
+    for index, score in report.top5:
+        name = f"  {categories[index]}" if categories else ""
+        print(f"  class {index:>4}  p={score:.4f}{name}", file=out)
+
+
+class _LocalCloud:
+    """--local-cloud: a cloud server on a free loopback port, in this process, for one run."""
+
+    def __init__(self, model: str, weights: Path | None, device: str):
+        self.server = CloudServer("127.0.0.1", 0, device=device,
+                                  weights={model: weights} if weights else None).start()
+
+    def __enter__(self) -> tuple[str, int]:
+        return self.server.address
+
+    def __exit__(self, *exc) -> None:
+        self.server.stop()
+
+
+def main(argv=None, description: str = "") -> int:
+    parser = build_parser(description)
+    args = parser.parse_args(argv)
+    try:
+        device = resolve_device(args.device)
+        x = load_image(args.image) if args.image else fixed_input()
+    except (DeviceError, ImageError) as e:
+        parser.exit(2, f"error: {e}\n")
+    if args.weights is not None and not args.weights.is_file():
+        parser.exit(2, f"error: weights file not found: {args.weights}\n")
+    torch.set_num_threads(EDGE_THREADS)
+    try:
+        model = get_dnn_model(args.model, args.weights, device.type)
+    except (RuntimeError, OSError, ValueError) as e:
+        parser.exit(2, f"error: cannot load {args.weights} into {args.model}: {str(e).splitlines()[0]}\n")
+    if args.partition is not None and not 0 <= args.partition <= len(model):
+        parser.exit(2, f"error: --partition {args.partition} is outside 0..{len(model)} for {args.model}\n")
+    x = x.to(device)
+
+    if args.local_cloud:
+        with _LocalCloud(args.model, args.weights, device.type) as (host, port):
+            return _run(args, model, x, host, port)
+    return _run(args, model, x, args.ip, args.port)
+
+
+def _run(args, model, x, host: str, port: int) -> int:
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        edge, cloud = LatencyPredictor.load("edge"), LatencyPredictor.load("cloud")
+        warn_if_other_machine(edge)
+    planner = Planner.for_model(model, edge, cloud, edge_slowdown=args.edge_slowdown)
+    shaping = args.bandwidth is not None and not args.no_shaping
+    pacer = TokenBucketPacer(args.bandwidth) if shaping else None
+    client = CloudClient(host, port, pacer=pacer, rtt_ms=args.rtt if shaping else 0.0)
+    bandwidth_mbps = args.bandwidth
+    unavailable = None
+    try:
+        client.connect()
+        if bandwidth_mbps is None:
+            bandwidth_mbps = measure_bandwidth_mbps(client)
+            print(f"measured uplink to {client.where}: {bandwidth_mbps:.2f} Mbit/s", flush=True)
+    except CloudUnavailable as e:
+        if args.no_fallback:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(f"{e}; running the whole model on the edge", file=sys.stderr)
+        client, unavailable = None, str(e)
+    except CloudRefused as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    try:
+        report = collaborative_inference(model, planner, x, client, bandwidth_mbps, args.rtt,
+                                         args.partition, args.edge_slowdown, unavailable=unavailable)
+    except CloudRefused as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if client is not None:
+            client.close()
+    if report.fallback and args.no_fallback:
+        print(f"error: {report.fallback_reason}", file=sys.stderr)
+        return 1
+    categories = imagenet_categories() if args.weights and model[-1].out_features == 1000 else None
+    print_report(report, categories)
+    if args.json:
+        print(json.dumps(report.to_json_dict()))
+    return 0

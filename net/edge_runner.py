@@ -1,0 +1,114 @@
+"""One collaborative inference, edge side: pick the cut, run units 1..k, let the cloud finish.
+
+Measured times mean the same everywhere: edge = units 1..k here (with the emulated slowdown);
+cloud = units k+1..N as the cloud reports it; transfer = wall time from the first byte sent to
+the last byte of the reply, minus the cloud's compute; total = wall time from the input tensor
+being ready to the answer; overhead = total minus the three parts.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from models import ChainModel
+from net.edge_client import CloudClient, CloudUnavailable
+from predictor import Planner
+from utils.classes import top_k
+
+
+@dataclass
+class Times:
+    edge: float = 0.0
+    transfer: float = 0.0
+    cloud: float = 0.0
+    total: float = 0.0
+
+
+@dataclass
+class EdgeReport:
+    model: str
+    cut_point: int
+    num_units: int
+    cut_layer: str
+    bandwidth_mbps: float | None  # None: the cloud was unreachable before it could be measured
+    rtt_ms: float
+    transfer_bytes: int
+    predicted_ms: Times
+    measured_ms: Times
+    top5: list[list]
+    fallback: bool = False
+    fallback_reason: str | None = None
+    overhead_ms: float = 0.0
+    logits: torch.Tensor | None = field(default=None, repr=False)
+
+    def to_json_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("logits")
+        for key in ("predicted_ms", "measured_ms"):
+            d[key] = {k: round(v, 4) for k, v in d[key].items()}
+        d["overhead_ms"] = round(d["overhead_ms"], 4)
+        return d
+
+
+@torch.no_grad()
+def run_units(units, x: torch.Tensor, slowdown: float = 1.0) -> torch.Tensor:
+    """Run `units` in order; with slowdown F, wait (F-1)x each unit's time after it (emulation of
+    a device F times slower than this one)."""
+    for unit in units:
+        t0 = time.perf_counter()
+        x = unit(x)
+        if slowdown > 1.0:
+            time.sleep((slowdown - 1.0) * (time.perf_counter() - t0))
+    return x
+
+
+def collaborative_inference(model: ChainModel, planner: Planner, x: torch.Tensor,
+                            client: CloudClient | None, bandwidth_mbps: float | None, rtt_ms: float = 0.0,
+                            partition: int | None = None, edge_slowdown: float = 1.0,
+                            want_logits: bool = False, unavailable: str | None = None) -> EdgeReport:
+    """Infer `x` split between this device and the cloud behind `client`.
+
+    The cut is `partition` if given, else the planner's best at this bandwidth and RTT. When the
+    cloud is unavailable (`client` is None, `unavailable` says why) the edge runs everything;
+    when it fails mid-request the edge finishes the rest itself. Either way the report says
+    `fallback` with the reason. The planner must carry the same slowdown.
+    """
+    n = len(model)
+    if client is None:
+        k = n
+    else:
+        k = planner.best_cut_point(bandwidth_mbps, rtt_ms) if partition is None else partition
+    predicted = planner.cut(k, bandwidth_mbps, rtt_ms)
+    measured = Times()
+    fallback_reason = unavailable if client is None else None
+    transfer_bytes = 0
+
+    t_ready = time.perf_counter()
+    y = run_units(model[:k], x, edge_slowdown)
+    measured.edge = (time.perf_counter() - t_ready) * 1e3
+    if k == n:
+        logits = y
+    else:
+        try:
+            reply = client.infer(model.name, model.fingerprint, k, y, want_logits=True)
+            logits = reply.logits
+            measured.transfer, measured.cloud = reply.transfer_ms, reply.cloud_ms
+            transfer_bytes = reply.transfer_bytes
+        except CloudUnavailable as e:
+            fallback_reason = str(e)
+    if k < n and fallback_reason is not None:  # finish here what the cloud would have run
+        t0 = time.perf_counter()
+        logits = run_units(model[k:], y, edge_slowdown)
+        measured.edge += (time.perf_counter() - t0) * 1e3
+    measured.total = (time.perf_counter() - t_ready) * 1e3
+
+    return EdgeReport(
+        model=model.name, cut_point=k, num_units=n, cut_layer=predicted.layer,
+        bandwidth_mbps=bandwidth_mbps, rtt_ms=rtt_ms, transfer_bytes=transfer_bytes,
+        predicted_ms=Times(predicted.edge_ms, predicted.transfer_ms, predicted.cloud_ms, predicted.total_ms),
+        measured_ms=measured, top5=top_k(logits), fallback=fallback_reason is not None,
+        fallback_reason=fallback_reason,
+        overhead_ms=measured.total - measured.edge - measured.transfer - measured.cloud,
+        logits=logits if want_logits else None)

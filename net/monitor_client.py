@@ -1,0 +1,39 @@
+"""Measure the uplink to a cloud (or monitor server) with timed probes, in Mbit/s.
+
+Two probes of different sizes: their times share the RTT, the request overhead and (paced) the
+same burst credit, so the rate is the size difference over the time difference. The larger
+probe is sized from the small one to take about `target_s`, so a measurement stays bounded in
+time on slow links (about half a second at 3G) while a fast link gets a probe large enough to
+time.
+"""
+from __future__ import annotations
+
+import statistics
+
+from net.edge_client import CloudClient
+
+SMALL_PROBE_BYTES = 32 * 1024
+MAX_PROBE_BYTES = 8 * 2**20
+TARGET_PROBE_S = 0.25
+
+
+def measure_bandwidth_mbps(client: CloudClient, target_s: float = TARGET_PROBE_S, rounds: int = 1) -> float:
+    """Uplink rate in Mbit/s (10^6 bit/s) measured over `client`'s connection."""
+    estimates = []
+    for _ in range(rounds):
+        small_ms = client.probe(SMALL_PROBE_BYTES)
+        # A lower bound of the rate (the small probe's time includes RTT and overheads) sizes the
+        # large probe; it then takes at most about target_s.
+        floor_bytes_per_ms = SMALL_PROBE_BYTES / max(small_ms, 1e-3)
+        large = int(min(MAX_PROBE_BYTES, max(4 * SMALL_PROBE_BYTES, floor_bytes_per_ms * target_s * 1e3)))
+        large_ms = client.probe(large)
+        small_ms = min(small_ms, client.probe(SMALL_PROBE_BYTES))
+        delta_ms = max(large_ms - small_ms, 1e-3)
+        estimates.append((large - SMALL_PROBE_BYTES) * 8 / (delta_ms * 1e3))  # bits per us = Mbit/s
+    return statistics.median(estimates)
+
+
+def measure(host: str, port: int, pacer=None, rtt_ms: float = 0.0, rounds: int = 1) -> float:
+    """Open a connection to a monitor or cloud server at host:port and measure the uplink."""
+    with CloudClient(host, port, pacer=pacer, rtt_ms=rtt_ms) as client:
+        return measure_bandwidth_mbps(client, rounds=rounds)

@@ -1,0 +1,22 @@
+"""The standalone bandwidth monitor server: answers probes on its own port (main port + 1).
+
+The cloud answers probes on its main port too, so an edge measures the path its tensors take;
+this server is for the multi-task mode and for tools.
+"""
+from __future__ import annotations
+
+from net.cloud_server import DEFAULT_HOST, DEFAULT_PORT
+from net.frame_server import FrameServer, serve_probes
+from net.protocol import PROTOCOL_VERSION
+
+DEFAULT_MONITOR_PORT = DEFAULT_PORT + 1
+
+
+class MonitorServer(FrameServer):
+    role = "bandwidth monitor"
+
+    def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_MONITOR_PORT, **kwargs):
+        super().__init__(host, port, **kwargs)
+        self.handlers["hello"] = lambda header, tensors: (
+            {"type": "hello", "version": PROTOCOL_VERSION, "models": []}, None)
+        serve_probes(self)

@@ -1,0 +1,30 @@
+"""Run the monitor server and client on loopback and print the measured uplink.
+
+  python -m net.monitor_test [--bandwidth MBPS|3g|lte|wifi] [--rtt MS]
+
+Without --bandwidth the link is loopback itself; with it, the client shapes its uplink to that
+rate (the emulation the edge uses), and the monitor should measure about that rate.
+"""
+import argparse
+
+from net.link import TokenBucketPacer, parse_bandwidth
+from net.monitor_client import measure
+from net.monitor_server import MonitorServer
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bandwidth", type=parse_bandwidth, default=None, help="emulated uplink, Mbit/s or preset")
+    p.add_argument("--rtt", type=float, default=0.0, help="emulated RTT in ms")
+    p.add_argument("--rounds", type=int, default=3)
+    args = p.parse_args(argv)
+    with MonitorServer("127.0.0.1", 0).start() as server:
+        host, port = server.address
+        pacer = TokenBucketPacer(args.bandwidth) if args.bandwidth else None
+        rate = measure(host, port, pacer=pacer, rtt_ms=args.rtt, rounds=args.rounds)
+    link = f"paced at {args.bandwidth:g} Mbit/s" if args.bandwidth else "unshaped loopback"
+    print(f"monitor on {host}:{port}, {link}, RTT {args.rtt:g} ms: measured uplink {rate:.2f} Mbit/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""What deployment.py does: profile this machine, refit the predictors, show the cut table."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from predictor.partition import Cut, Planner
+from predictor.profiler import FULL, QUICK, profile_role
+from predictor.regression import CONFIG_DIR, DATASET_DIR, LatencyPredictor, fit_role
+from utils.provenance import cpu_model, provenance
+
+DEFAULT_THREADS = {"edge": 1, "cloud": os.cpu_count() or 1}  # a weak edge; a cloud using every core
+
+
+def profile_and_fit(role: str, threads: int | None = None, quick: bool = False,
+                    dataset_dir: Path = DATASET_DIR, config_dir: Path = CONFIG_DIR) -> dict:
+    threads = threads or DEFAULT_THREADS[role]
+    settings = QUICK if quick else FULL
+    started = time.perf_counter()
+    profile_role(role, threads, settings, dataset_dir)
+    meta = provenance(role=role, threads=threads, quick=quick)
+    held_out = fit_role(role, meta, dataset_dir, config_dir)
+    print(f"\nheld-out accuracy of the {role} predictors ({threads} thread(s), "
+          f"{'quick' if quick else 'full'} profile, {time.perf_counter() - started:.0f} s):")
+    print(f"  {'kind':<10} {'rows':>5} {'MAPE %':>8} {'within ±20%':>12}")
+    for kind, acc in held_out.items():
+        if acc:
+            print(f"  {kind:<10} {acc['n']:>5} {acc['mape_pct']:>8.1f} {acc['within_20_pct']:>11.0f}%")
+    print(f"wrote {dataset_dir / role}/*_lat.csv and {config_dir / role}/")
+    return held_out
+
+
+def warn_if_other_machine(predictor: LatencyPredictor) -> None:
+    made_on = predictor.meta.get("cpu")
+    if made_on and made_on != cpu_model():
+        warnings.warn(f"the {predictor.role} predictors were profiled on {made_on!r}, this is "
+                      f"{cpu_model()!r}: run `python deployment.py --role {predictor.role}` "
+                      "to profile this machine", stacklevel=2)
+
+
+def cut_table_document(planner: Planner, bandwidth_mbps: float, rtt_ms: float) -> dict:
+    best = planner.best_cut_point(bandwidth_mbps, rtt_ms)
+    return {"model": planner.info.name, "bandwidth_mbps": bandwidth_mbps, "rtt_ms": rtt_ms,
+            "best_cut": best, "cuts": [_cut_row(c) for c in planner.table(bandwidth_mbps, rtt_ms)]}
+
+
+def _cut_row(cut: Cut) -> dict:
+    return {"cut_point": cut.cut_point, "layer": cut.layer, "edge_ms": round(cut.edge_ms, 4),
+            "transfer_ms": round(cut.transfer_ms, 4), "cloud_ms": round(cut.cloud_ms, 4),
+            "total_ms": round(cut.total_ms, 4), "transfer_bytes": cut.transfer_bytes}
+
+
+def print_cut_table(document: dict, out=None) -> None:
+    out = out or sys.stdout  # looked up at call time, so redirection (and capsys) works
+    print(f"{document['model']} at {document['bandwidth_mbps']:g} Mbit/s, RTT "
+          f"{document['rtt_ms']:g} ms (predicted; edge units 1..k, cloud units k+1..N)", file=out)
+    print(f"{'k':>3}  {'layer after which we cut':<36} {'edge ms':>9} {'transfer ms':>12} "
+          f"{'cloud ms':>9} {'total ms':>9} {'bytes':>10}", file=out)
+    for c in document["cuts"]:
+        mark = "  <- best" if c["cut_point"] == document["best_cut"] else ""
+        print(f"{c['cut_point']:>3}  {c['layer'][:36]:<36} {c['edge_ms']:>9.2f} "
+              f"{c['transfer_ms']:>12.2f} {c['cloud_ms']:>9.2f} {c['total_ms']:>9.2f} "
+              f"{c['transfer_bytes']:>10}{mark}", file=out)
+
+
+def dumps(document: dict) -> str:
+    return json.dumps(document)

@@ -1,0 +1,102 @@
+"""The partition search: predicted cost of every cut k = 0..N, and the cheapest.
+
+cost(k) = edge(units 1..k) + bytes(k) / bandwidth + RTT + cloud(units k+1..N), with no transfer,
+no RTT and no cloud at k = N. Per-unit predictions and byte counts are computed once per model
+(a `Planner`), so a decision is one pass over N+1 precomputed numbers: microseconds.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from itertools import accumulate
+
+from models import ChainModel
+from predictor.ops import ModelInfo, analyze
+from predictor.regression import LatencyPredictor
+
+BITS_PER_BYTE = 8
+# Mbit/s is 10^6 bit/s; 1 ms = 1e-3 s: ms = bytes * 8 / (mbps * 1e6) * 1e3 = bytes * 8e-3 / mbps.
+MS_PER_BYTE_AT_1_MBPS = BITS_PER_BYTE * 1e-3
+
+
+def transfer_ms(nbytes: int, bandwidth_mbps: float) -> float:
+    return nbytes * MS_PER_BYTE_AT_1_MBPS / bandwidth_mbps
+
+
+@dataclass(frozen=True)
+class Cut:
+    cut_point: int          # the edge runs units 1..cut_point
+    layer: str              # label of unit cut_point ("input" at 0)
+    edge_ms: float
+    transfer_ms: float      # includes the RTT when something is sent
+    cloud_ms: float
+    total_ms: float
+    transfer_bytes: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Planner:
+    """Predicted per-unit latencies of one model on the edge and the cloud, ready for any link."""
+
+    def __init__(self, info: ModelInfo, edge: LatencyPredictor, cloud: LatencyPredictor,
+                 edge_slowdown: float = 1.0, cloud_scale: float = 1.0):
+        self.info = info
+        self.edge_unit_ms = [edge_slowdown * sum(edge.predict_op_ms(op.spec, op.out_shape) for op in u.ops)
+                             for u in info.units]
+        self.cloud_unit_ms = [cloud_scale * sum(cloud.predict_op_ms(op.spec, op.out_shape) for op in u.ops)
+                              for u in info.units]
+        n = len(info.units)
+        # edge_prefix_ms[k] = units 1..k on the edge; cloud_suffix_ms[k] = units k+1..N on the cloud
+        self.edge_prefix_ms = [0.0, *accumulate(self.edge_unit_ms)]
+        self.cloud_suffix_ms = [*accumulate(reversed(self.cloud_unit_ms), initial=0.0)][::-1]
+        self.cut_bytes = [info.cut_bytes(k) for k in range(n + 1)]
+        self.labels = ["input", *(u.label for u in info.units)]
+
+    @classmethod
+    def for_model(cls, model: ChainModel, edge: LatencyPredictor, cloud: LatencyPredictor,
+                  edge_slowdown: float = 1.0) -> "Planner":
+        return cls(analyze(model), edge, cloud, edge_slowdown)
+
+    @property
+    def num_units(self) -> int:
+        return len(self.info.units)
+
+    def cut(self, k: int, bandwidth_mbps: float, rtt_ms: float = 0.0) -> Cut:
+        n = self.num_units
+        if not 0 <= k <= n:
+            raise ValueError(f"cut point {k} is outside 0..{n} for {self.info.name}")
+        edge_ms = self.edge_prefix_ms[k]
+        if k == n:
+            return Cut(k, self.labels[k], edge_ms, 0.0, 0.0, edge_ms, 0)
+        net_ms = transfer_ms(self.cut_bytes[k], bandwidth_mbps) + rtt_ms
+        cloud_ms = self.cloud_suffix_ms[k]
+        return Cut(k, self.labels[k], edge_ms, net_ms, cloud_ms, edge_ms + net_ms + cloud_ms,
+                   self.cut_bytes[k])
+
+    def table(self, bandwidth_mbps: float, rtt_ms: float = 0.0) -> list[Cut]:
+        _check_link(bandwidth_mbps, rtt_ms)
+        return [self.cut(k, bandwidth_mbps, rtt_ms) for k in range(self.num_units + 1)]
+
+    def best_cut_point(self, bandwidth_mbps: float, rtt_ms: float = 0.0) -> int:
+        """argmin over k of the predicted total; ties go to the smaller k (less edge work)."""
+        _check_link(bandwidth_mbps, rtt_ms)
+        n = self.num_units
+        ms_per_byte = MS_PER_BYTE_AT_1_MBPS / bandwidth_mbps
+        best_k, best_ms = n, self.edge_prefix_ms[n]
+        edge, cloud, nbytes = self.edge_prefix_ms, self.cloud_suffix_ms, self.cut_bytes
+        for k in range(n):
+            total = edge[k] + nbytes[k] * ms_per_byte + rtt_ms + cloud[k]
+            if total < best_ms or (total == best_ms and k < best_k):
+                best_k, best_ms = k, total
+        return best_k
+
+    def best_cut(self, bandwidth_mbps: float, rtt_ms: float = 0.0) -> Cut:
+        return self.cut(self.best_cut_point(bandwidth_mbps, rtt_ms), bandwidth_mbps, rtt_ms)
+
+
+def _check_link(bandwidth_mbps: float, rtt_ms: float) -> None:
+    if not bandwidth_mbps > 0:
+        raise ValueError(f"bandwidth must be a positive number of Mbit/s, got {bandwidth_mbps}")
+    if not rtt_ms >= 0:
+        raise ValueError(f"RTT must be >= 0 ms, got {rtt_ms}")

@@ -1,0 +1,1 @@
+"""Helpers shared by the packages: provenance of numbers, devices, images, reports."""

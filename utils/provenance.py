@@ -1,0 +1,49 @@
+"""Where a number came from: commit, CPU, library versions, threads. Every CSV carries it."""
+from __future__ import annotations
+
+import csv
+import datetime
+import platform
+import subprocess
+from pathlib import Path
+
+import sklearn
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def provenance(**extra) -> dict:
+    return {"commit": git_commit(), "cpu": cpu_model(), "torch": torch.__version__,
+            "sklearn": sklearn.__version__, "python": platform.python_version(),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            **extra}
+
+
+def write_csv_with_provenance(path: Path, rows: list[dict], columns: list[str], meta: dict) -> None:
+    """A CSV whose first lines are '# key: value' comments (read back with comment='#')."""
+    with open(path, "w", newline="") as f:
+        for key, value in meta.items():
+            f.write(f"# {key}: {value}\n")
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
