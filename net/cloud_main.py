@@ -10,6 +10,7 @@ import threading
 
 import torch
 
+from models import MODEL_NAMES
 from net.cloud_server import DEFAULT_HOST, DEFAULT_PORT, CloudServer
 from net.protocol import DEFAULT_MAX_FRAME_BYTES
 from utils.cli import add_connection_args, model_weights_arg
@@ -24,6 +25,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
     p.add_argument("--max-frame-mb", type=float, default=DEFAULT_MAX_FRAME_BYTES / 2**20,
                    help="largest request accepted, MiB (default 64)")
+    p.add_argument("--preload", nargs="+", choices=MODEL_NAMES, default=[], metavar="MODEL",
+                   help="build these models before serving (default: each on its first request)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every refused request")
     return p
 
@@ -44,6 +47,8 @@ def start_cloud(args) -> CloudServer:
                              max_frame_bytes=int(args.max_frame_mb * 2**20))
     except OSError as e:
         raise SystemExit(f"error: cannot listen on {args.ip}:{args.port}: {e.strerror or e}")
+    for name in args.preload:
+        server.models.get(name)
     return server.start()
 
 

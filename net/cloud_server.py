@@ -38,7 +38,9 @@ class ModelCache:
         with self._lock:
             if name not in self._models:
                 model = get_dnn_model(name, self.weights.get(name))
-                self._models[name] = (model.to(self.device), analyze(model))
+                model.fingerprint  # hashing VGG16-BN's weights takes ~0.5 s: once, here
+                info = analyze(model)  # also the warm-up pass: the first forward is the slowest
+                self._models[name] = (model.to(self.device), info)
             return self._models[name]
 
 

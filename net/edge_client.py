@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from net.link import TokenBucketPacer
+from net.link import LinkPacer
 from net.protocol import ProtocolError, PROTOCOL_VERSION, recv_frame, send_frame
 
 CONNECT_TIMEOUT_S = 5.0
@@ -48,7 +48,7 @@ class InferReply:
 
 
 class CloudClient:
-    def __init__(self, host: str, port: int, pacer: TokenBucketPacer | None = None,
+    def __init__(self, host: str, port: int, pacer: LinkPacer | None = None,
                  rtt_ms: float = 0.0, connect_timeout_s: float = CONNECT_TIMEOUT_S,
                  reply_timeout_s: float = REPLY_TIMEOUT_S):
         self.host, self.port = host, port
@@ -88,8 +88,13 @@ class CloudClient:
             self.connect()
         try:
             t0 = time.perf_counter()
-            sent = send_frame(self._sock, header, tensors, self.pacer)
-            reply, reply_tensors = recv_frame(self._sock, idle_timeout_s=self.reply_timeout_s)
+            try:
+                sent = send_frame(self._sock, header, tensors, self.pacer)
+            except OSError:  # the cloud may have refused the frame mid-upload: read why it did
+                sent = 0
+                reply, reply_tensors = recv_frame(self._sock, idle_timeout_s=1.0)
+            else:
+                reply, reply_tensors = recv_frame(self._sock, idle_timeout_s=self.reply_timeout_s)
             if self.rtt_ms:
                 time.sleep(self.rtt_ms / 1e3)  # emulated propagation, paid once per request
             wall_ms = (time.perf_counter() - t0) * 1e3
@@ -115,6 +120,6 @@ class CloudClient:
     def probe(self, nbytes: int) -> float:
         """Send `nbytes` of probe data; return the wall ms until the cloud's acknowledgement."""
         if self.pacer is not None:
-            time.sleep(self.pacer.seconds_until_full())  # every probe starts with the same burst credit
+            time.sleep(self.pacer.seconds_until_idle())  # time this probe alone, not what is queued
         _, _, _, wall_ms = self._request({"type": "probe"}, {"data": torch.zeros(nbytes, dtype=torch.uint8)})
         return wall_ms

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -10,10 +12,10 @@ from pathlib import Path
 import torch
 
 from models import MODEL_NAMES, get_dnn_model
-from net.cloud_server import DEFAULT_HOST, DEFAULT_PORT, CloudServer
+from net.cloud_server import DEFAULT_HOST, DEFAULT_PORT
 from net.edge_client import CloudClient, CloudRefused, CloudUnavailable
 from net.edge_runner import EdgeReport, collaborative_inference
-from net.link import TokenBucketPacer
+from net.link import LinkPacer
 from net.monitor_client import measure_bandwidth_mbps
 from predictor import LatencyPredictor, Planner
 from predictor.deploy import warn_if_other_machine
@@ -21,6 +23,7 @@ from utils.classes import imagenet_categories
 from utils.cli import add_connection_args, bandwidth_arg, non_negative_ms, slowdown_arg
 from utils.device import DeviceError, resolve_device
 from utils.image import ImageError, fixed_input, load_image
+from utils.provenance import REPO_ROOT
 
 EDGE_THREADS = 1  # the edge is the weak device: the profile's edge role is made at 1 thread
 
@@ -53,8 +56,9 @@ def build_parser(description: str) -> argparse.ArgumentParser:
 def print_report(report: EdgeReport, categories: list[str] | None, out=None) -> None:
     out = out or sys.stdout  # looked up at call time, so redirection (and capsys) works
     p, m = report.predicted_ms, report.measured_ms
+    uplink = "not measured" if report.bandwidth_mbps is None else f"{report.bandwidth_mbps:g} Mbit/s"
     print(f"model {report.model}: cut after unit {report.cut_point} of {report.num_units} "
-          f"({report.cut_layer}); uplink {report.bandwidth_mbps:g} Mbit/s, RTT {report.rtt_ms:g} ms", file=out)
+          f"({report.cut_layer}); uplink {uplink}, RTT {report.rtt_ms:g} ms", file=out)
     if report.fallback:
         print(f"FALLBACK: {report.fallback_reason}; the edge finished the inference itself", file=out)
     print(f"{'':<10} {'edge':>9} {'transfer':>9} {'cloud':>9} {'total':>9}   ms", file=out)
@@ -68,17 +72,38 @@ def print_report(report: EdgeReport, categories: list[str] | None, out=None) -> 
 
 
 class _LocalCloud:
-    """--local-cloud: a cloud server on a free loopback port, in this process, for one run."""
+    """--local-cloud: `cloud_api.py` in a child process on a free loopback port, for one run.
+
+    A process of its own, as a real cloud: its own torch threads (all cores), its own memory.
+    """
 
     def __init__(self, model: str, weights: Path | None, device: str):
-        self.server = CloudServer("127.0.0.1", 0, device=device,
-                                  weights={model: weights} if weights else None).start()
+        cmd = [sys.executable, str(REPO_ROOT / "cloud_api.py"), "-i", "127.0.0.1", "-p", "0",
+               "-d", device, "--preload", model]
+        if weights is not None:
+            cmd += ["--weights", f"{model}={weights.resolve()}"]
+        self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline()  # "cloud serving on HOST:PORT ..." once it listens
+        match = re.match(r"cloud serving on ([\d.]+):(\d+)", line)
+        if not match:
+            self.close()
+            raise CloudUnavailable(f"the local cloud did not start: {line or self.process.stderr.read()}".strip())
+        self.address = (match.group(1), int(match.group(2)))
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
     def __enter__(self) -> tuple[str, int]:
-        return self.server.address
+        return self.address
 
     def __exit__(self, *exc) -> None:
-        self.server.stop()
+        self.close()
 
 
 def main(argv=None, description: str = "") -> int:
@@ -99,9 +124,16 @@ def main(argv=None, description: str = "") -> int:
     if args.partition is not None and not 0 <= args.partition <= len(model):
         parser.exit(2, f"error: --partition {args.partition} is outside 0..{len(model)} for {args.model}\n")
     x = x.to(device)
+    with torch.no_grad():  # a deployed edge keeps its model loaded: time a warm one, not a cold start
+        model(x.clone())
+    model.fingerprint  # computed once, before any clock starts
 
     if args.local_cloud:
-        with _LocalCloud(args.model, args.weights, device.type) as (host, port):
+        try:
+            local_cloud = _LocalCloud(args.model, args.weights, device.type)
+        except CloudUnavailable as e:
+            parser.exit(1, f"error: {e}\n")
+        with local_cloud as (host, port):
             return _run(args, model, x, host, port)
     return _run(args, model, x, args.ip, args.port)
 
@@ -113,7 +145,7 @@ def _run(args, model, x, host: str, port: int) -> int:
         warn_if_other_machine(edge)
     planner = Planner.for_model(model, edge, cloud, edge_slowdown=args.edge_slowdown)
     shaping = args.bandwidth is not None and not args.no_shaping
-    pacer = TokenBucketPacer(args.bandwidth) if shaping else None
+    pacer = LinkPacer(args.bandwidth) if shaping else None
     client = CloudClient(host, port, pacer=pacer, rtt_ms=args.rtt if shaping else 0.0)
     bandwidth_mbps = args.bandwidth
     unavailable = None

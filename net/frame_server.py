@@ -10,6 +10,7 @@ import logging
 import socket
 import socketserver
 import threading
+import time
 from typing import Callable
 
 import torch
@@ -36,20 +37,35 @@ class _ConnectionHandler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         sock: socket.socket = self.request
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if not self.server.admit():
-            _reply_error(sock, "busy", f"server is at its limit of {self.server.max_connections} connections")
+        if not self.server.admit(sock):
+            _reply_error(sock, "busy", f"{self.server.role} is stopping or at its limit of "
+                                       f"{self.server.max_connections} connections")
             return
         try:
             self.server.serve_connection(sock)
         finally:
-            self.server.release()
+            self.server.release(sock)
+
+
+# After refusing a frame whose body it did not read, the server drains the socket for at most
+# this long before closing: closing with unread data sends a TCP reset, which can destroy the
+# error reply before the peer reads it (the "lingering close" of HTTP servers).
+LINGER_S = 1.0
 
 
 def _reply_error(sock: socket.socket, code: str, message: str) -> None:
+    """Tell the peer why, then close our side; the caller closes the socket."""
     try:
         send_frame(sock, {"type": "error", "code": code, "message": message})
+        sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + LINGER_S
+        sink = bytearray(64 * 1024)
+        while (remaining := deadline - time.monotonic()) > 0:
+            sock.settimeout(remaining)
+            if sock.recv_into(sink) == 0:
+                break
     except OSError:
-        pass  # the peer is gone; nothing to tell it
+        pass  # the peer is gone or too slow; nothing more to tell it
 
 
 class FrameServer(socketserver.ThreadingTCPServer):
@@ -63,8 +79,9 @@ class FrameServer(socketserver.ThreadingTCPServer):
         self.max_frame_bytes = max_frame_bytes
         self.idle_timeout_s = idle_timeout_s
         self.max_connections = max_connections
-        self._connections = 0
-        self._count_lock = threading.Lock()
+        self._open: set[socket.socket] = set()  # connections being served
+        self._stopping = False
+        self._count_lock = threading.Condition()
         self._thread: threading.Thread | None = None
         self.handlers: dict[str, Handler] = {}
         self.validators: dict[str, Callable[[dict], None]] = {}
@@ -74,16 +91,17 @@ class FrameServer(socketserver.ThreadingTCPServer):
     def address(self) -> tuple[str, int]:
         return self.server_address[:2]
 
-    def admit(self) -> bool:
+    def admit(self, sock: socket.socket) -> bool:
         with self._count_lock:
-            if self._connections >= self.max_connections:
+            if self._stopping or len(self._open) >= self.max_connections:
                 return False
-            self._connections += 1
+            self._open.add(sock)
             return True
 
-    def release(self) -> None:
+    def release(self, sock: socket.socket) -> None:
         with self._count_lock:
-            self._connections -= 1
+            self._open.discard(sock)
+            self._count_lock.notify_all()
 
     def validate(self, header: dict) -> None:
         """Runs before a request's tensor bytes are read: refuse what we would not serve."""
@@ -123,6 +141,8 @@ class FrameServer(socketserver.ThreadingTCPServer):
             except OSError as e:
                 log.info("%s: connection lost while replying: %s", peer, e)
                 return
+            if self._stopping:
+                return
 
     def start(self) -> "FrameServer":
         """Serve in a background thread; returns self (for `with Server(...).start() as s:`)."""
@@ -130,10 +150,20 @@ class FrameServer(socketserver.ThreadingTCPServer):
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = 30.0) -> None:
+        """Stop accepting, let requests in flight finish (up to grace_s), close every connection."""
+        with self._count_lock:
+            self._stopping = True
+            for sock in self._open:  # wakes connections waiting for a request; replies still go out
+                try:
+                    sock.shutdown(socket.SHUT_RD)
+                except OSError:
+                    pass
         if self._thread is not None:  # shutdown() waits for a serve_forever loop to end
             self.shutdown()
         self.server_close()
+        with self._count_lock:
+            self._count_lock.wait_for(lambda: not self._open, timeout=grace_s)
         if self._thread is not None:
             self._thread.join()
 

@@ -1,6 +1,5 @@
-"""Link emulation for experiments on one machine: the paper's network presets and a token-bucket
-pacer that shapes the edge's uplink in the sender, so measured transfer times match the network
-being studied. Pass `pacer=None` to send_frame for an unshaped (real) link.
+"""Link emulation for experiments on one machine: the paper's network presets and a pacer that
+shapes the edge's uplink in the sender, so measured transfer times match the network being studied. Pass `pacer=None` to send_frame for an unshaped (real) link.
 """
 from __future__ import annotations
 
@@ -29,15 +28,17 @@ def parse_bandwidth(text: str) -> float:
     return mbps
 
 
-class TokenBucketPacer:
-    """Shapes sends to at most `rate_mbps` Mbit/s over the long run, with bursts of `burst_bytes`.
+class LinkPacer:
+    """Shapes sends to `rate_mbps` Mbit/s, like a link that serialises bytes at that rate.
 
-    The bucket holds up to `burst_bytes` tokens (1 token = 1 byte) and refills at the rate. A
-    chunk takes its tokens up front and may drive the bucket into debt; the sender then sleeps
-    until the debt is repaid, so the long-run rate never exceeds the target, and pacing can only
-    slow a transfer. One lock guards the bucket, not the I/O: threads that share a pacer (the
-    bandwidth probe and the tensors) share one uplink. `rate_mbps` may be changed at run time
-    (bandwidth-trace replay); the new rate applies from the next chunk.
+    Data goes out in chunks of `burst_bytes`; each chunk occupies the emulated link for
+    chunk / rate seconds after the link is free, and is handed to the socket when that time has
+    passed, i.e. when its last byte would have crossed the link. So N bytes take at least
+    N / rate, from an idle link as from a busy one: pacing can only slow a transfer, and no idle
+    credit lets a burst through early (the paper's measured rates are sustained rates). One lock
+    guards the link's schedule, not the I/O: threads that share a pacer (the bandwidth probe and
+    the tensors) share one uplink. `rate_mbps` may be changed at run time (bandwidth-trace
+    replay); the new rate applies from the next chunk.
     """
 
     def __init__(self, rate_mbps: float, burst_bytes: int = 16 * 1024):
@@ -45,8 +46,7 @@ class TokenBucketPacer:
             raise ValueError(f"burst_bytes must be >= 1, got {burst_bytes}")
         self.burst_bytes = int(burst_bytes)
         self._lock = threading.Lock()
-        self._tokens = float(self.burst_bytes)  # start full: the first burst goes out at once
-        self._refilled_at = time.monotonic()
+        self._busy_until = time.monotonic()  # when the emulated link has carried all it was given
         self._bytes_per_s = self._check_rate(rate_mbps) * 1e6 / 8
 
     @staticmethod
@@ -65,34 +65,24 @@ class TokenBucketPacer:
     def rate_mbps(self, rate_mbps: float) -> None:
         rate = self._check_rate(rate_mbps)
         with self._lock:
-            self._refill()  # tokens earned so far are earned at the old rate
             self._bytes_per_s = rate * 1e6 / 8
 
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self._tokens = min(self.burst_bytes, self._tokens + (now - self._refilled_at) * self._bytes_per_s)
-        self._refilled_at = now
-
-    def _take(self, nbytes: int) -> float:
-        """Take `nbytes` tokens; return how long to sleep before sending them."""
+    def seconds_until_idle(self) -> float:
+        """How long until the link has carried everything already given to it."""
         with self._lock:
-            self._refill()
-            self._tokens -= nbytes
-            return max(0.0, -self._tokens / self._bytes_per_s)
+            return max(0.0, self._busy_until - time.monotonic())
 
-    def seconds_until_full(self) -> float:
-        """How long until the bucket holds a whole burst again (a probe waits for it, so that
-        every probe starts with the same credit and their times differ only by their sizes)."""
+    def _reserve(self, nbytes: int) -> float:
+        """Book `nbytes` on the link; return how long to wait until they have crossed it."""
         with self._lock:
-            self._refill()
-            return max(0.0, (self.burst_bytes - self._tokens) / self._bytes_per_s)
+            now = time.monotonic()
+            self._busy_until = max(now, self._busy_until) + nbytes / self._bytes_per_s
+            return self._busy_until - now
 
     def send(self, sock: socket.socket, data: memoryview) -> None:
-        """sock.sendall(data), in chunks of at most burst_bytes, each sent when the bucket allows."""
+        """sock.sendall(data), in chunks of at most burst_bytes, each when the link has carried it."""
         data = memoryview(data).cast("B")
         for start in range(0, data.nbytes, self.burst_bytes):
             chunk = data[start:start + self.burst_bytes]
-            wait_s = self._take(chunk.nbytes)
-            if wait_s > 0:
-                time.sleep(wait_s)
+            time.sleep(self._reserve(chunk.nbytes))
             sock.sendall(chunk)

@@ -12,7 +12,7 @@ import statistics
 
 from net.edge_client import CloudClient
 
-SMALL_PROBE_BYTES = 32 * 1024
+SMALL_PROBE_BYTES = 8 * 1024
 MAX_PROBE_BYTES = 8 * 2**20
 TARGET_PROBE_S = 0.25
 

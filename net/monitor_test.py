@@ -7,7 +7,7 @@ rate (the emulation the edge uses), and the monitor should measure about that ra
 """
 import argparse
 
-from net.link import TokenBucketPacer, parse_bandwidth
+from net.link import LinkPacer, parse_bandwidth
 from net.monitor_client import measure
 from net.monitor_server import MonitorServer
 
@@ -20,7 +20,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     with MonitorServer("127.0.0.1", 0).start() as server:
         host, port = server.address
-        pacer = TokenBucketPacer(args.bandwidth) if args.bandwidth else None
+        pacer = LinkPacer(args.bandwidth) if args.bandwidth else None
         rate = measure(host, port, pacer=pacer, rtt_ms=args.rtt, rounds=args.rounds)
     link = f"paced at {args.bandwidth:g} Mbit/s" if args.bandwidth else "unshaped loopback"
     print(f"monitor on {host}:{port}, {link}, RTT {args.rtt:g} ms: measured uplink {rate:.2f} Mbit/s")

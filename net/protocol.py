@@ -110,7 +110,7 @@ def send_frame(sock: socket.socket, header: dict, tensors: dict[str, torch.Tenso
 
     header["tensors"] is filled in from `tensors` (the caller's dict is not modified). Tensor
     data is sent straight from each tensor's memory, never joined into one bytes object. With a
-    `pacer` (net.link.TokenBucketPacer) every chunk goes through `pacer.send`. Returns the
+    `pacer` (net.link.LinkPacer) every chunk goes through `pacer.send`. Returns the
     number of bytes written on the wire, 8 + L.
     """
     tensors = tensors or {}

@@ -8,9 +8,11 @@ from models import MODEL_NAMES, get_dnn_model
 TEST_THREADS = 2
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(autouse=True)
 def fixed_threads():
+    """Every test starts at TEST_THREADS (the edge scripts set 1 thread for their process)."""
     torch.set_num_threads(TEST_THREADS)
+    yield
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +25,22 @@ def chain_models():
 def image_batch():
     g = torch.Generator().manual_seed(1234)
     return torch.randn((1, 3, 224, 224), generator=g)
+
+
+@pytest.fixture(scope="session")
+def cloud_server():
+    """One cloud on a free loopback port for the session, stopped at the end."""
+    from net.cloud_server import CloudServer
+    server = CloudServer("127.0.0.1", 0, max_frame_bytes=16 * 2**20).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def china_jpg(tmp_path_factory):
+    """A real photo: the one that ships with scikit-learn, saved as a JPEG file."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+    path = tmp_path_factory.mktemp("images") / "china.jpg"
+    Image.fromarray(load_sample_image("china.jpg")).save(path)
+    return path

@@ -1,4 +1,4 @@
-"""Link emulation: bandwidth parsing and the token-bucket pacer."""
+"""Link emulation: bandwidth parsing and the pacer."""
 import socket
 import threading
 import time
@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from net.link import NETWORK_PRESETS_MBPS, TokenBucketPacer, parse_bandwidth
+from net.link import NETWORK_PRESETS_MBPS, LinkPacer, parse_bandwidth
 from net.protocol import recv_frame, send_frame
 
 
@@ -50,7 +50,7 @@ def test_pacer_1mb_at_8mbps_takes_a_second():
         data = memoryview(bytes(10**6))
         done = []
         reader = receive_bytes(b, len(data), done)
-        pacer = TokenBucketPacer(8.0)
+        pacer = LinkPacer(8.0)
         t0 = time.monotonic()
         pacer.send(a, data)
         reader.join(5)
@@ -64,7 +64,7 @@ def test_pacer_rate_change_mid_transfer():
     with a, b:
         done = []
         reader = receive_bytes(b, 10**6, done)
-        pacer = TokenBucketPacer(4.0)  # 2 s for 1 MB at this rate
+        pacer = LinkPacer(4.0)  # 2 s for 1 MB at this rate
         threading.Timer(0.25, lambda: setattr(pacer, "rate_mbps", 80.0)).start()
         t0 = time.monotonic()
         pacer.send(a, memoryview(bytes(10**6)))
@@ -75,7 +75,7 @@ def test_pacer_rate_change_mid_transfer():
 
 
 def test_pacer_shared_by_threads():
-    pacer = TokenBucketPacer(8.0)  # 10^6 bytes/s shared
+    pacer = LinkPacer(8.0)  # 10^6 bytes/s shared
     sockets = [RecordingSocket(), RecordingSocket()]
     threads = [threading.Thread(target=pacer.send, args=(s, memoryview(bytes(100_000)))) for s in sockets]
     t0 = time.monotonic()
@@ -88,7 +88,7 @@ def test_pacer_shared_by_threads():
 
 
 def test_pacer_chunks_and_send_frame():
-    pacer = TokenBucketPacer(1000.0, burst_bytes=1000)
+    pacer = LinkPacer(1000.0, burst_bytes=1000)
     sock = RecordingSocket()
     x = torch.arange(3000, dtype=torch.int32)
     sent = send_frame(sock, {"type": "probe"}, {"x": x}, pacer=pacer)
@@ -105,8 +105,8 @@ def test_pacer_chunks_and_send_frame():
 @pytest.mark.parametrize("bad", [0, -1.0, float("inf"), float("nan"), None])
 def test_pacer_refuses_bad_rates(bad):
     with pytest.raises(ValueError):
-        TokenBucketPacer(bad)
-    pacer = TokenBucketPacer(1.0)
+        LinkPacer(bad)
+    pacer = LinkPacer(1.0)
     with pytest.raises(ValueError):
         pacer.rate_mbps = bad
     assert pacer.rate_mbps == 1.0

@@ -1,0 +1,259 @@
+"""The online path through real sockets: cloud server, edge client, edge runner, scripts."""
+import json
+import socket
+import threading
+
+import pytest
+import torch
+
+from models import get_dnn_model
+from net.cloud_server import CloudServer
+from net.edge_client import CloudClient, CloudRefused, CloudUnavailable
+from net.edge_runner import collaborative_inference, run_units
+from net.link import LinkPacer
+from net.monitor_client import measure, measure_bandwidth_mbps
+from net.monitor_server import MonitorServer
+from net.protocol import PROTOCOL_VERSION, recv_frame, send_frame
+from predictor import LatencyPredictor, Planner
+from utils.classes import top_k
+
+JSON_KEYS = {"model", "cut_point", "num_units", "cut_layer", "bandwidth_mbps", "rtt_ms",
+             "transfer_bytes", "predicted_ms", "measured_ms", "top5", "fallback"}
+
+
+@pytest.fixture(scope="module")
+def predictors():
+    return LatencyPredictor.load("edge"), LatencyPredictor.load("cloud")
+
+
+def planner_for(model, predictors, slowdown=1.0):
+    return Planner.for_model(model, *predictors, edge_slowdown=slowdown)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("name", ["le_net", "alex_net", "mobile_net"])
+def test_every_cut_through_sockets_equals_local_inference(cloud_server, chain_models, image_batch, name):
+    model = chain_models[name]
+    with torch.no_grad():
+        whole = model(image_batch.clone())
+    with CloudClient(*cloud_server.address) as client:  # one connection, many requests
+        for k in range(len(model)):
+            edge, _ = (model[:k], None)
+            with torch.no_grad():
+                sent = edge(image_batch.clone())
+            reply = client.infer(name, model.fingerprint, k, sent, want_logits=True)
+            assert torch.equal(reply.logits, whole), f"{name}: cut {k} differs from local inference"
+            assert reply.top5 == top_k(whole)
+            assert reply.cloud_ms > 0 and reply.transfer_bytes > sent.numel() * 4
+
+
+def test_runner_end_to_end_and_the_ends_of_the_range(cloud_server, chain_models, image_batch, predictors):
+    model = chain_models["alex_net"]
+    planner = planner_for(model, predictors)
+    with torch.no_grad():
+        expected = top_k(model(image_batch.clone()))
+    with CloudClient(*cloud_server.address) as client:
+        at_zero = collaborative_inference(model, planner, image_batch, client, 10.0, partition=0)
+        assert at_zero.transfer_bytes > 3 * 224 * 224 * 4  # k = 0 sends the input itself
+        chosen = collaborative_inference(model, planner, image_batch, client, 10.0)
+        assert chosen.cut_point == planner.best_cut_point(10.0)
+        for report in (at_zero, chosen):
+            assert report.top5 == expected and not report.fallback
+    # k = N runs everything on the edge and opens no connection: nothing listens on this port
+    nowhere = CloudClient("127.0.0.1", free_port())
+    all_edge = collaborative_inference(model, planner, image_batch, nowhere, 10.0, partition=len(model))
+    assert (all_edge.fallback, all_edge.transfer_bytes, all_edge.top5) == (False, 0, expected)
+    assert all_edge.measured_ms.transfer == 0 and all_edge.predicted_ms.transfer == 0
+
+
+def test_cloud_lost_mid_run_falls_back_locally(chain_models, image_batch, predictors):
+    model = chain_models["le_net"]
+    with torch.no_grad():
+        expected = top_k(model(image_batch.clone()))
+    server = CloudServer("127.0.0.1", 0).start()
+    client = CloudClient(*server.address)
+    client.connect()
+    server.stop()  # the cloud goes away after the edge connected
+    report = collaborative_inference(model, planner_for(model, predictors), image_batch, client, 10.0,
+                                     partition=3)
+    assert report.fallback and "127.0.0.1" in report.fallback_reason
+    assert report.top5 == expected and report.cut_point == 3
+
+
+def test_weights_mismatch_is_refused_saying_who_holds_what(cloud_server, chain_models):
+    model = chain_models["le_net"]
+    with CloudClient(*cloud_server.address) as client:
+        with pytest.raises(CloudRefused) as e:
+            client.infer("le_net", "0123456789abcdef", 0, torch.zeros(1, 3, 224, 224))
+    assert e.value.code == "weights_mismatch"
+    assert "0123456789abcdef" in str(e.value) and model.fingerprint in str(e.value)
+
+
+@pytest.mark.parametrize("header, code", [
+    ({"type": "hello", "version": PROTOCOL_VERSION + 1}, "version_mismatch"),
+    ({"type": "hello", "version": PROTOCOL_VERSION, "model": "le_net", "fingerprint": "x"}, "weights_mismatch"),
+    ({"type": "infer", "model": "res_netz", "cut": 0, "fingerprint": ""}, "unknown_model"),
+    ({"type": "teleport"}, "bad_request"),
+])
+def test_refusals_get_an_error_reply_and_the_server_keeps_serving(cloud_server, chain_models, header, code):
+    with socket.create_connection(cloud_server.address, timeout=10) as sock:
+        send_frame(sock, header)
+        reply, _ = recv_frame(sock)
+    assert reply["type"] == "error" and reply["code"] == code
+    model = chain_models["le_net"]
+    with CloudClient(*cloud_server.address) as client:  # a well-behaved edge is still served
+        assert client.infer("le_net", model.fingerprint, 12, torch.ones(1, 84)).top5
+
+
+def test_wrong_cut_and_shape_are_refused_before_the_body(cloud_server, chain_models):
+    model = chain_models["le_net"]
+    with CloudClient(*cloud_server.address) as client:
+        with pytest.raises(CloudRefused, match="outside 0..12"):
+            client.infer("le_net", model.fingerprint, 13, torch.zeros(1, 10))
+        with pytest.raises(CloudRefused, match=r"shape \[1, 84\]"):
+            client.infer("le_net", model.fingerprint, 12, torch.zeros(1, 85))
+
+
+def test_oversized_frame_is_refused(chain_models):
+    model = chain_models["le_net"]
+    with CloudServer("127.0.0.1", 0, max_frame_bytes=100_000).start() as server:
+        with CloudClient(*server.address) as client:
+            with pytest.raises(CloudUnavailable, match="frame_too_large"):
+                client.infer("le_net", model.fingerprint, 0, torch.zeros(1, 3, 224, 224))
+
+
+def test_concurrent_edges_each_get_their_own_answers(cloud_server, chain_models):
+    model = chain_models["le_net"]
+    inputs = [torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    with torch.no_grad():
+        expected = [model(x.clone()) for x in inputs]
+    failures = []
+
+    def edge(i):
+        with CloudClient(*cloud_server.address) as client:
+            for _ in range(5):
+                reply = client.infer("le_net", model.fingerprint, 0, inputs[i], want_logits=True)
+                if not torch.equal(reply.logits, expected[i]):
+                    failures.append(i)
+
+    threads = [threading.Thread(target=edge, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not failures
+
+
+def test_paced_transfer_matches_bytes_over_rate_plus_rtt(cloud_server, chain_models, image_batch, predictors):
+    model = chain_models["alex_net"]
+    bandwidth_mbps, rtt_ms, k = 20.0, 30.0, 3
+    with CloudClient(*cloud_server.address, pacer=LinkPacer(bandwidth_mbps), rtt_ms=rtt_ms) as client:
+        report = collaborative_inference(model, planner_for(model, predictors), image_batch, client,
+                                         bandwidth_mbps, rtt_ms, partition=k)
+    ideal_ms = report.transfer_bytes * 8 / (bandwidth_mbps * 1e3) + rtt_ms
+    assert report.transfer_bytes == 186_624 + 154 or report.transfer_bytes > 186_624
+    assert 0.95 * ideal_ms <= report.measured_ms.transfer <= 2 * ideal_ms + 50
+    assert report.predicted_ms.transfer == pytest.approx(186_624 * 8 / 20e3 + rtt_ms)
+
+
+def test_edge_slowdown_waits_after_each_unit_and_scales_predictions(monkeypatch, chain_models, predictors):
+    model = chain_models["le_net"]
+    waits = []
+    monkeypatch.setattr("net.edge_runner.time.sleep", waits.append)
+    run_units(model, torch.zeros(1, 3, 224, 224), slowdown=4.0)
+    assert len(waits) == len(model) and all(w >= 0 for w in waits) and sum(waits) > 0
+    plain, slow = planner_for(model, predictors), planner_for(model, predictors, slowdown=4.0)
+    assert slow.edge_prefix_ms[-1] == pytest.approx(4 * plain.edge_prefix_ms[-1])
+    assert slow.cloud_suffix_ms == plain.cloud_suffix_ms
+
+
+@pytest.mark.parametrize("rate_mbps", [2.0, 20.0])
+def test_monitor_measures_the_paced_link(rate_mbps):
+    with MonitorServer("127.0.0.1", 0).start() as server:
+        measured = measure(*server.address, pacer=LinkPacer(rate_mbps), rtt_ms=10)
+    assert 0.75 * rate_mbps <= measured <= 1.1 * rate_mbps
+
+
+def test_cloud_answers_probes_on_its_main_port(cloud_server):
+    with CloudClient(*cloud_server.address) as client:
+        assert measure_bandwidth_mbps(client) > 100  # unshaped loopback
+
+
+# --- the scripts, in-process (argument handling, reports) -------------------------------------
+
+def run_edge(capsys, *argv):
+    from net.edge_main import main
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_edge_api_json_report(capsys, cloud_server, china_jpg):
+    host, port = cloud_server.address
+    code, out, _ = run_edge(capsys, "-i", host, "-p", str(port), "-t", "le_net", "--bandwidth", "wifi",
+                            "--rtt", "5", "--image", str(china_jpg), "--partition", "4", "--json")
+    assert code == 0
+    report = json.loads(out.strip().splitlines()[-1])
+    assert JSON_KEYS <= set(report)
+    assert (report["cut_point"], report["num_units"], report["bandwidth_mbps"]) == (4, 13, 18.88)
+    assert set(report["predicted_ms"]) == set(report["measured_ms"]) == {"edge", "transfer", "cloud", "total"}
+    assert len(report["top5"]) == 5 and report["fallback"] is False
+    assert "measured" in out and "predicted" in out
+
+
+def test_edge_api_unreachable_cloud_falls_back(capsys):
+    port = free_port()
+    code, out, err = run_edge(capsys, "-p", str(port), "-t", "le_net", "--json")
+    assert code == 0 and f"127.0.0.1:{port}" in err
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["fallback"] is True and report["cut_point"] == report["num_units"]
+    code, _, err = run_edge(capsys, "-p", str(port), "-t", "le_net", "--no-fallback")
+    assert code == 1 and f"127.0.0.1:{port}" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-t", "res_netz"], "invalid choice"),
+    (["-t", "le_net", "--image", "/nonexistent/cat.jpg"], "image not found"),
+    (["-t", "le_net", "--partition", "14"], "outside 0..13"),
+    (["-t", "le_net", "-d", "cuda"], "cuda"),
+    (["-t", "le_net", "--bandwidth", "5g"], "3g"),
+])
+def test_edge_api_bad_input_is_one_clear_line(capsys, argv, message):
+    if "cuda" in argv and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(SystemExit) as e:
+        run_edge(capsys, *argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_cloud_api_port_in_use_and_cuda_are_one_line():
+    from net.cloud_main import main
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(SystemExit, match="cannot listen on 127.0.0.1"):
+            main(["-p", str(busy.getsockname()[1])])
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="no usable CUDA"):
+            main(["-d", "cuda", "-p", "0"])
+
+
+def test_imagenet_names_with_imagenet_shaped_weights(capsys, tmp_path, chain_models):
+    from models import build_reference
+    path = tmp_path / "alexnet.pth"
+    torch.save(build_reference("alex_net").state_dict(), path)
+    with CloudServer("127.0.0.1", 0, weights={"alex_net": path}).start() as server:
+        host, port = server.address
+        code, out, _ = run_edge(capsys, "-i", host, "-p", str(port), "-t", "alex_net", "--weights",
+                                str(path), "--bandwidth", "1000", "--partition", "16")
+    assert code == 0 and "class" in out
+    from utils.classes import imagenet_categories
+    top1 = int(out.split("top-5:")[1].split()[1])
+    assert imagenet_categories()[top1] in out
