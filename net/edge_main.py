@@ -16,7 +16,7 @@ from net.cloud_server import DEFAULT_HOST, DEFAULT_PORT
 from net.edge_client import CloudClient, CloudRefused, CloudUnavailable
 from net.edge_runner import EdgeReport, collaborative_inference
 from net.link import LinkPacer
-from net.monitor_client import measure_bandwidth_mbps
+from net.monitor_client import SpeedtestUnavailable, measure_bandwidth_mbps, speedtest_uplink_mbps
 from predictor import LatencyPredictor, Planner
 from predictor.deploy import warn_if_other_machine
 from utils.classes import imagenet_categories
@@ -28,14 +28,22 @@ from utils.provenance import REPO_ROOT
 EDGE_THREADS = 1  # the edge is the weak device: the profile's edge role is made at 1 thread
 
 
+SPEEDTEST = "speedtest"
+
+
+def bandwidth_or_speedtest(text: str) -> float | str:
+    return SPEEDTEST if text.strip().lower() == SPEEDTEST else bandwidth_arg(text)
+
+
 def build_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_connection_args(p, DEFAULT_HOST, DEFAULT_PORT)
     p.add_argument("-t", "--model", default="alex_net", choices=MODEL_NAMES, metavar="MODEL",
                    help=f"one of {', '.join(MODEL_NAMES)} (default alex_net)")
-    p.add_argument("--bandwidth", type=bandwidth_arg, metavar="MBPS|3g|lte|wifi",
+    p.add_argument("--bandwidth", type=bandwidth_or_speedtest, metavar="MBPS|3g|lte|wifi|speedtest",
                    help="uplink in Mbit/s or a preset; shapes the uplink to it (see --no-shaping). "
-                        "Default: measure the uplink to the cloud")
+                        "'speedtest' measures the internet uplink with speedtest-cli (needs "
+                        "internet; not shaped). Default: measure the uplink to the cloud")
     p.add_argument("--no-shaping", action="store_true",
                    help="use --bandwidth only to choose the cut, do not pace the uplink (real links)")
     p.add_argument("--rtt", type=non_negative_ms, default=0.0, help="round-trip time in ms, added "
@@ -124,6 +132,13 @@ def main(argv=None, description: str = "") -> int:
     if args.partition is not None and not 0 <= args.partition <= len(model):
         parser.exit(2, f"error: --partition {args.partition} is outside 0..{len(model)} for {args.model}\n")
     x = x.to(device)
+    if args.bandwidth == SPEEDTEST:
+        try:
+            args.bandwidth = speedtest_uplink_mbps()
+        except SpeedtestUnavailable as e:
+            parser.exit(2, f"error: {e}\n")
+        args.no_shaping = True  # a measured real link is used to decide, not emulated
+        print(f"speedtest uplink: {args.bandwidth:.2f} Mbit/s", flush=True)
     with torch.no_grad():  # a deployed edge keeps its model loaded: time a warm one, not a cold start
         model(x.clone())
     model.fingerprint  # computed once, before any clock starts

@@ -37,3 +37,26 @@ def measure(host: str, port: int, pacer=None, rtt_ms: float = 0.0, rounds: int =
     """Open a connection to a monitor or cloud server at host:port and measure the uplink."""
     with CloudClient(host, port, pacer=pacer, rtt_ms=rtt_ms) as client:
         return measure_bandwidth_mbps(client, rounds=rounds)
+
+
+class SpeedtestUnavailable(RuntimeError):
+    pass
+
+
+def speedtest_uplink_mbps(timeout_s: float = 10.0) -> float:
+    """Uplink to the nearest speedtest.net server, with speedtest-cli (needs internet access).
+
+    This measures the machine's internet uplink, not the path to the cloud: use it when the
+    cloud is far away on the internet and its port cannot answer probes.
+    """
+    import speedtest  # imported here: only this option needs it
+
+    try:
+        tester = speedtest.Speedtest(timeout=timeout_s, secure=True)
+        tester.get_best_server()
+        return tester.upload(pre_allocate=False) / 1e6  # bit/s -> Mbit/s
+    except (speedtest.SpeedtestException, OSError) as e:
+        raise SpeedtestUnavailable(
+            f"--bandwidth speedtest needs internet access to speedtest.net, which failed here "
+            f"({type(e).__name__}); give --bandwidth MBPS|3g|lte|wifi or let the edge measure "
+            "the cloud") from None

@@ -163,10 +163,13 @@ def test_paced_transfer_matches_bytes_over_rate_plus_rtt(cloud_server, chain_mod
 
 def test_edge_slowdown_waits_after_each_unit_and_scales_predictions(monkeypatch, chain_models, predictors):
     model = chain_models["le_net"]
-    waits = []
+    waits, clock = [], iter([10.0, 10.5])  # the units take 0.5 s by this clock
     monkeypatch.setattr("net.edge_runner.time.sleep", waits.append)
-    run_units(model, torch.zeros(1, 3, 224, 224), slowdown=4.0)
-    assert len(waits) == len(model) and all(w >= 0 for w in waits) and sum(waits) > 0
+    monkeypatch.setattr("net.edge_runner.time.perf_counter", lambda: next(clock))
+    out = run_units(model, torch.zeros(1, 3, 224, 224), slowdown=4.0)
+    assert waits == [pytest.approx(1.5)]  # (F - 1) x the units' time
+    with torch.no_grad():
+        assert torch.equal(out, model(torch.zeros(1, 3, 224, 224)))
     plain, slow = planner_for(model, predictors), planner_for(model, predictors, slowdown=4.0)
     assert slow.edge_prefix_ms[-1] == pytest.approx(4 * plain.edge_prefix_ms[-1])
     assert slow.cloud_suffix_ms == plain.cloud_suffix_ms
@@ -257,3 +260,18 @@ def test_imagenet_names_with_imagenet_shaped_weights(capsys, tmp_path, chain_mod
     from utils.classes import imagenet_categories
     top1 = int(out.split("top-5:")[1].split()[1])
     assert imagenet_categories()[top1] in out
+
+
+def test_speedtest_offline_says_it_needs_internet(capsys, monkeypatch):
+    import speedtest
+
+    class Offline:  # stands in for speedtest.Speedtest: tests never leave loopback
+        def __init__(self, *a, **k):
+            raise speedtest.ConfigRetrievalError("no network")
+
+    monkeypatch.setattr(speedtest, "Speedtest", Offline)
+    with pytest.raises(SystemExit) as e:
+        run_edge(capsys, "-t", "le_net", "--bandwidth", "speedtest")
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "needs internet access" in err and "Traceback" not in err
