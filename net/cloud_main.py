@@ -1,4 +1,5 @@
-"""cloud_api.py's body: parse the flags, start the cloud server, serve until Ctrl-C / SIGTERM."""
+"""cloud_api.py's and tasks_cloud_api.py's body: parse the flags, start the cloud server (and the
+bandwidth monitor), serve until Ctrl-C / SIGTERM."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +13,10 @@ import torch
 
 from models import MODEL_NAMES
 from net.cloud_server import DEFAULT_HOST, DEFAULT_PORT, CloudServer
-from net.protocol import DEFAULT_MAX_FRAME_BYTES
+from net.monitor_server import MonitorServer
+from net import auth
+from net.frame_server import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS
+from net.protocol import DEFAULT_MAX_FRAME_BYTES, HEADER_TIMEOUT_S, MIN_RATE_BPS
 from utils.cli import add_connection_args, model_weights_arg
 from utils.device import DeviceError, resolve_device
 
@@ -27,8 +31,28 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                    help="largest request accepted, MiB (default 64)")
     p.add_argument("--preload", nargs="+", choices=MODEL_NAMES, default=[], metavar="MODEL",
                    help="build these models before serving (default: each on its first request)")
+    p.add_argument("--token", help=f"require edges to prove this shared token (HMAC; default: "
+                   f"${auth.TOKEN_ENV} if set); frames are then authenticated, not encrypted")
+    p.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
+                   help=f"connections served at once; more are refused as busy (default {DEFAULT_MAX_CONNECTIONS})")
+    p.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S, metavar="S",
+                   help=f"close a connection idle this long between requests (default {DEFAULT_IDLE_TIMEOUT_S:g} s)")
+    p.add_argument("--header-timeout", type=float, default=HEADER_TIMEOUT_S, metavar="S",
+                   help=f"a started frame's header must arrive within this (default {HEADER_TIMEOUT_S:g} s)")
+    p.add_argument("--min-rate-kbps", type=float, default=MIN_RATE_BPS * 8 / 1e3, metavar="KBIT/S",
+                   help=f"slowest accepted upload, kbit/s (default {MIN_RATE_BPS * 8 / 1e3:g}, far below 3G)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every refused request")
     return p
+
+
+def server_limits(args) -> dict:
+    """The keyword arguments every FrameServer takes from the command line."""
+    for name in ("idle_timeout", "header_timeout", "min_rate_kbps", "max_connections", "max_frame_mb"):
+        if not getattr(args, name) > 0:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be > 0")
+    return {"max_frame_bytes": int(args.max_frame_mb * 2**20), "token": args.token_bytes,
+            "max_connections": args.max_connections, "idle_timeout_s": args.idle_timeout,
+            "header_timeout_s": args.header_timeout, "min_rate_bps": args.min_rate_kbps * 1e3 / 8}
 
 
 def start_cloud(args) -> CloudServer:
@@ -44,7 +68,7 @@ def start_cloud(args) -> CloudServer:
     torch.set_num_threads(max(1, args.threads))
     try:
         server = CloudServer(args.ip, args.port, device=device.type, weights=dict(args.weights),
-                             max_frame_bytes=int(args.max_frame_mb * 2**20))
+                             **server_limits(args))
     except OSError as e:
         raise SystemExit(f"error: cannot listen on {args.ip}:{args.port}: {e.strerror or e}")
     for name in args.preload:
@@ -62,15 +86,35 @@ def serve_until_signal(servers: list) -> None:
         server.stop()
 
 
-def main(argv=None, description: str = "") -> int:
-    args = build_parser(description).parse_args(argv)
+def main(argv=None, description: str = "", with_monitor: bool = False) -> int:
+    """cloud_api.py; with_monitor: tasks_cloud_api.py, which also runs the bandwidth monitor."""
+    parser = build_parser(description)
+    if with_monitor:
+        parser.add_argument("--monitor-port", type=int, default=None,
+                            help="port of the bandwidth monitor server (default: PORT + 1)")
+    args = parser.parse_args(argv)
+    args.token_bytes = auth.token_from(args.token)
+    if args.token_bytes is None and args.ip not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {args.ip} without a token: anyone who can reach this port can "
+              f"use this cloud; set --token or {auth.TOKEN_ENV} on both sides", file=sys.stderr, flush=True)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")
     server = start_cloud(args)
     host, port = server.address
+    servers = [server]
     print(f"cloud serving on {host}:{port} ({args.device}, {torch.get_num_threads()} thread(s)); "
           "Ctrl-C to stop", flush=True)
-    serve_until_signal([server])
+    if with_monitor:
+        # port 0 asks for a free port for the cloud; the monitor then takes a free one too
+        monitor_port = args.monitor_port if args.monitor_port is not None else (args.port + 1 if args.port else 0)
+        try:
+            monitor = MonitorServer(args.ip, monitor_port, **server_limits(args)).start()
+        except OSError as e:
+            server.stop()
+            raise SystemExit(f"error: cannot listen on {args.ip}:{monitor_port} for the monitor: {e.strerror or e}")
+        servers.append(monitor)
+        print(f"bandwidth monitor on {monitor.address[0]}:{monitor.address[1]}", flush=True)
+    serve_until_signal(servers)
     print("cloud stopped", flush=True)
     return 0
 

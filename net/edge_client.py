@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from net import auth
 from net.link import LinkPacer
 from net.protocol import ProtocolError, PROTOCOL_VERSION, recv_frame, send_frame
 
@@ -23,7 +24,7 @@ REPLY_TIMEOUT_S = 120.0
 # Error codes that mean "this request is wrong", not "the cloud is unavailable": falling back to
 # local inference would hide a mistake the user must fix (e.g. different weights on each side).
 REFUSALS = frozenset({"unknown_model", "weights_mismatch", "bad_cut", "bad_tensor", "bad_request",
-                      "version_mismatch"})
+                      "version_mismatch", "auth_required", "auth_failed"})
 
 
 class CloudUnavailable(Exception):
@@ -38,6 +39,15 @@ class CloudRefused(Exception):
         self.code = code
 
 
+def _raise_if_error(reply: dict, where: str) -> None:
+    if reply.get("type") != "error":
+        return
+    code, message = str(reply.get("code")), str(reply.get("message"))
+    if code in REFUSALS:
+        raise CloudRefused(code, message)
+    raise CloudUnavailable(f"cloud at {where} could not serve the request ({code}): {message}")
+
+
 @dataclass(frozen=True)
 class InferReply:
     top5: list[list]
@@ -48,9 +58,14 @@ class InferReply:
 
 
 class CloudClient:
+    """One connection to a cloud (reopened on the next request after a failure). Not shared
+    between threads: each thread that talks to a cloud has its own client."""
+
     def __init__(self, host: str, port: int, pacer: LinkPacer | None = None,
                  rtt_ms: float = 0.0, connect_timeout_s: float = CONNECT_TIMEOUT_S,
-                 reply_timeout_s: float = REPLY_TIMEOUT_S):
+                 reply_timeout_s: float = REPLY_TIMEOUT_S, token: bytes | None = None):
+        self.token = token
+        self._channel: auth.SecureChannel | None = None
         self.host, self.port = host, port
         self.pacer, self.rtt_ms = pacer, rtt_ms
         self.connect_timeout_s, self.reply_timeout_s = connect_timeout_s, reply_timeout_s
@@ -69,12 +84,50 @@ class CloudClient:
             raise CloudUnavailable(f"cloud unreachable at {self.where}: {e.strerror or e}") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
-        self._request({"type": "hello", "version": PROTOCOL_VERSION}, None)
+        try:
+            self._channel = self._handshake(sock)
+        except (OSError, ProtocolError) as e:
+            self.close()
+            raise CloudUnavailable(f"handshake with the cloud at {self.where} failed: {e}") from None
+        except CloudRefused:
+            self.close()
+            raise
+
+    def _handshake(self, sock: socket.socket) -> auth.SecureChannel | None:
+        """hello (and, with a token, the challenge-response of net/auth.py)."""
+        client_nonce = auth.new_nonce()
+        hello = {"type": "hello", "version": PROTOCOL_VERSION}
+        if self.token is not None:
+            hello["client_nonce"] = client_nonce
+        send_frame(sock, hello)
+        reply, _ = recv_frame(sock, idle_timeout_s=self.reply_timeout_s)
+        _raise_if_error(reply, self.where)
+        server_nonce = reply.get("server_nonce")
+        if self.token is None:
+            if server_nonce is not None:
+                raise CloudRefused("auth_required", f"the cloud at {self.where} requires a token: "
+                                                    f"give --token or set {auth.TOKEN_ENV}")
+            return None
+        if not (auth.valid_nonce(server_nonce) and auth.proofs_match(
+                auth.proof(self.token, "cloud", client_nonce, server_nonce), reply.get("server_proof"))):
+            raise CloudRefused("auth_failed", f"the server at {self.where} did not prove it holds the "
+                                              "token (another token, or no token on the cloud)")
+        send_frame(sock, {"type": "auth", "client_proof": auth.proof(self.token, "edge", client_nonce, server_nonce)})
+        channel = auth.SecureChannel(self.token, client_nonce, server_nonce, is_client=True)
+        try:
+            ok, _ = channel.recv(sock, idle_timeout_s=self.reply_timeout_s)
+        except ProtocolError as e:
+            if e.code == "bad_mac":  # an unauthenticated error reply: the cloud refused our proof
+                raise CloudRefused("auth_failed", f"the cloud at {self.where} refused the token") from None
+            raise
+        _raise_if_error(ok, self.where)
+        return channel
 
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+            self._channel = None
 
     def __enter__(self) -> "CloudClient":
         return self
@@ -86,15 +139,17 @@ class CloudClient:
         """Send one request, wait for its reply: (reply, tensors, bytes sent, wall ms incl. RTT)."""
         if self._sock is None:
             self.connect()
+        send = self._channel.send if self._channel else send_frame
+        receive = self._channel.recv if self._channel else (lambda s, **kw: recv_frame(s, **kw))
         try:
             t0 = time.perf_counter()
             try:
-                sent = send_frame(self._sock, header, tensors, self.pacer)
+                sent = send(self._sock, header, tensors, self.pacer)
             except OSError:  # the cloud may have refused the frame mid-upload: read why it did
                 sent = 0
-                reply, reply_tensors = recv_frame(self._sock, idle_timeout_s=1.0)
+                reply, reply_tensors = receive(self._sock, idle_timeout_s=1.0)
             else:
-                reply, reply_tensors = recv_frame(self._sock, idle_timeout_s=self.reply_timeout_s)
+                reply, reply_tensors = receive(self._sock, idle_timeout_s=self.reply_timeout_s)
             if self.rtt_ms:
                 time.sleep(self.rtt_ms / 1e3)  # emulated propagation, paid once per request
             wall_ms = (time.perf_counter() - t0) * 1e3
@@ -103,10 +158,7 @@ class CloudClient:
             raise CloudUnavailable(f"connection to the cloud at {self.where} failed: {e}") from None
         if reply.get("type") == "error":
             self.close()  # the cloud closes after refusing a request whose body it did not read
-            code, message = str(reply.get("code")), str(reply.get("message"))
-            if code in REFUSALS:
-                raise CloudRefused(code, message)
-            raise CloudUnavailable(f"cloud at {self.where} could not serve the request ({code}): {message}")
+            _raise_if_error(reply, self.where)
         return reply, reply_tensors, sent, wall_ms
 
     def infer(self, model: str, fingerprint: str, cut: int, x: torch.Tensor,

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -12,10 +10,12 @@ from pathlib import Path
 import torch
 
 from models import MODEL_NAMES, get_dnn_model
+from net import auth
 from net.cloud_server import DEFAULT_HOST, DEFAULT_PORT
 from net.edge_client import CloudClient, CloudRefused, CloudUnavailable
 from net.edge_runner import EdgeReport, collaborative_inference
 from net.link import LinkPacer
+from net.local_cloud import LocalCloud
 from net.monitor_client import SpeedtestUnavailable, measure_bandwidth_mbps, speedtest_uplink_mbps
 from predictor import LatencyPredictor, Planner
 from predictor.deploy import warn_if_other_machine
@@ -23,7 +23,6 @@ from utils.classes import imagenet_categories
 from utils.cli import add_connection_args, bandwidth_arg, non_negative_ms, slowdown_arg
 from utils.device import DeviceError, resolve_device
 from utils.image import ImageError, fixed_input, load_image
-from utils.provenance import REPO_ROOT
 
 EDGE_THREADS = 1  # the edge is the weak device: the profile's edge role is made at 1 thread
 
@@ -38,6 +37,7 @@ def bandwidth_or_speedtest(text: str) -> float | str:
 def build_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_connection_args(p, DEFAULT_HOST, DEFAULT_PORT)
+    p.add_argument("--token", help=f"shared token the cloud requires (default: ${auth.TOKEN_ENV} if set)")
     p.add_argument("-t", "--model", default="alex_net", choices=MODEL_NAMES, metavar="MODEL",
                    help=f"one of {', '.join(MODEL_NAMES)} (default alex_net)")
     p.add_argument("--bandwidth", type=bandwidth_or_speedtest, metavar="MBPS|3g|lte|wifi|speedtest",
@@ -79,41 +79,6 @@ def print_report(report: EdgeReport, categories: list[str] | None, out=None) -> 
         print(f"  class {index:>4}  p={score:.4f}{name}", file=out)
 
 
-class _LocalCloud:
-    """--local-cloud: `cloud_api.py` in a child process on a free loopback port, for one run.
-
-    A process of its own, as a real cloud: its own torch threads (all cores), its own memory.
-    """
-
-    def __init__(self, model: str, weights: Path | None, device: str):
-        cmd = [sys.executable, str(REPO_ROOT / "cloud_api.py"), "-i", "127.0.0.1", "-p", "0",
-               "-d", device, "--preload", model]
-        if weights is not None:
-            cmd += ["--weights", f"{model}={weights.resolve()}"]
-        self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.process.stdout.readline()  # "cloud serving on HOST:PORT ..." once it listens
-        match = re.match(r"cloud serving on ([\d.]+):(\d+)", line)
-        if not match:
-            self.close()
-            raise CloudUnavailable(f"the local cloud did not start: {line or self.process.stderr.read()}".strip())
-        self.address = (match.group(1), int(match.group(2)))
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def __enter__(self) -> tuple[str, int]:
-        return self.address
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
 def main(argv=None, description: str = "") -> int:
     parser = build_parser(description)
     args = parser.parse_args(argv)
@@ -145,11 +110,12 @@ def main(argv=None, description: str = "") -> int:
 
     if args.local_cloud:
         try:
-            local_cloud = _LocalCloud(args.model, args.weights, device.type)
+            local_cloud = LocalCloud([args.model], {args.model: args.weights} if args.weights else None,
+                                     device.type, token=auth.token_from(args.token))
         except CloudUnavailable as e:
             parser.exit(1, f"error: {e}\n")
-        with local_cloud as (host, port):
-            return _run(args, model, x, host, port)
+        with local_cloud:
+            return _run(args, model, x, *local_cloud.address)
     return _run(args, model, x, args.ip, args.port)
 
 
@@ -161,7 +127,8 @@ def _run(args, model, x, host: str, port: int) -> int:
     planner = Planner.for_model(model, edge, cloud, edge_slowdown=args.edge_slowdown)
     shaping = args.bandwidth is not None and not args.no_shaping
     pacer = LinkPacer(args.bandwidth) if shaping else None
-    client = CloudClient(host, port, pacer=pacer, rtt_ms=args.rtt if shaping else 0.0)
+    client = CloudClient(host, port, pacer=pacer, rtt_ms=args.rtt if shaping else 0.0,
+                         token=auth.token_from(args.token))
     bandwidth_mbps = args.bandwidth
     unavailable = None
     try:

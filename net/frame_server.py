@@ -15,7 +15,9 @@ from typing import Callable
 
 import torch
 
-from net.protocol import DEFAULT_MAX_FRAME_BYTES, ConnectionClosed, ProtocolError, recv_frame, send_frame
+from net import auth
+from net.protocol import (DEFAULT_MAX_FRAME_BYTES, HEADER_TIMEOUT_S, MIN_RATE_BPS, ConnectionClosed,
+                          ProtocolError, recv_frame, send_frame)
 
 log = logging.getLogger("neurosurgeon.server")
 
@@ -25,6 +27,7 @@ Handler = Callable[[dict, dict[str, torch.Tensor]], Reply]
 # A connection that sends nothing for this long between requests is closed; an edge reconnects.
 DEFAULT_IDLE_TIMEOUT_S = 300.0
 DEFAULT_MAX_CONNECTIONS = 64
+HANDSHAKE_MAX_BYTES = 64 * 1024  # a hello or auth frame is a few hundred bytes
 
 
 class RequestError(ProtocolError):
@@ -53,10 +56,11 @@ class _ConnectionHandler(socketserver.BaseRequestHandler):
 LINGER_S = 1.0
 
 
-def _reply_error(sock: socket.socket, code: str, message: str) -> None:
-    """Tell the peer why, then close our side; the caller closes the socket."""
+def _reply_error(sock: socket.socket, code: str, message: str, send=send_frame) -> None:
+    """Tell the peer why (through its secure channel's `send`, if it has one), then close our
+    side; the caller closes the socket."""
     try:
-        send_frame(sock, {"type": "error", "code": code, "message": message})
+        send(sock, {"type": "error", "code": code, "message": message})
         sock.shutdown(socket.SHUT_WR)
         deadline = time.monotonic() + LINGER_S
         sink = bytearray(64 * 1024)
@@ -75,7 +79,10 @@ class FrameServer(socketserver.ThreadingTCPServer):
 
     def __init__(self, host: str, port: int, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
                  idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
-                 max_connections: int = DEFAULT_MAX_CONNECTIONS):
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS, token: bytes | None = None,
+                 header_timeout_s: float = HEADER_TIMEOUT_S, min_rate_bps: float = MIN_RATE_BPS):
+        self.token = token
+        self.header_timeout_s, self.min_rate_bps = header_timeout_s, min_rate_bps
         self.max_frame_bytes = max_frame_bytes
         self.idle_timeout_s = idle_timeout_s
         self.max_connections = max_connections
@@ -113,16 +120,64 @@ class FrameServer(socketserver.ThreadingTCPServer):
         if check is not None:
             check(header)
 
+    def _recv(self, sock: socket.socket, channel: auth.SecureChannel | None, validate,
+              idle_timeout_s: float | None, max_frame_bytes: int | None = None):
+        receive = channel.recv if channel else (lambda s, **kw: recv_frame(s, **kw))
+        return receive(sock, max_frame_bytes=max_frame_bytes or self.max_frame_bytes, validate=validate,
+                       idle_timeout_s=idle_timeout_s, header_timeout_s=self.header_timeout_s,
+                       min_rate_bps=self.min_rate_bps)
+
+    def _handshake(self, sock: socket.socket) -> auth.SecureChannel:
+        """The token handshake (net/auth.py); raises RequestError when the peer fails it.
+        Nothing but hello and auth, without tensors, is read before it succeeds."""
+
+        def expect(kind: str):
+            def check(header: dict) -> None:
+                if header.get("type") != kind or header["tensors"]:
+                    raise RequestError("auth_required", f"this {self.role} requires a token: "
+                                                        f"expected {kind!r} first (--token / {auth.TOKEN_ENV})")
+            return check
+
+        hello, _ = self._recv(sock, None, expect("hello"), self.header_timeout_s, HANDSHAKE_MAX_BYTES)
+        self.validate(hello)  # the protocol version
+        client_nonce = hello.get("client_nonce")
+        if not auth.valid_nonce(client_nonce):
+            raise RequestError("auth_required", f"this {self.role} requires a token "
+                                                f"(--token or {auth.TOKEN_ENV} on the edge)")
+        server_nonce = auth.new_nonce()
+        reply, _ = self.handlers["hello"](hello, {})
+        send_frame(sock, {**reply, "server_nonce": server_nonce,
+                          "server_proof": auth.proof(self.token, "cloud", client_nonce, server_nonce)})
+        answer, _ = self._recv(sock, None, expect("auth"), self.header_timeout_s, HANDSHAKE_MAX_BYTES)
+        if not auth.proofs_match(auth.proof(self.token, "edge", client_nonce, server_nonce),
+                                 answer.get("client_proof")):
+            raise RequestError("auth_failed", "wrong token")
+        channel = auth.SecureChannel(self.token, client_nonce, server_nonce, is_client=False)
+        channel.send(sock, {"type": "auth_ok"})
+        return channel
+
     def serve_connection(self, sock: socket.socket) -> None:
         peer = "%s:%s" % sock.getpeername()[:2]
+        channel = None
+        try:
+            if self.token is not None:
+                channel = self._handshake(sock)
+        except ProtocolError as e:  # RequestError included: refused before any tensor
+            log.info("%s: handshake: %s", peer, e)
+            _reply_error(sock, e.code, e.message)
+            return
+        except OSError as e:
+            log.info("%s: connection lost in the handshake: %s", peer, e)
+            return
+        send = channel.send if channel else send_frame
         while True:
             try:
-                header, tensors = recv_frame(sock, self.max_frame_bytes, self.validate, self.idle_timeout_s)
+                header, tensors = self._recv(sock, channel, self.validate, self.idle_timeout_s)
             except ConnectionClosed:
                 return
             except ProtocolError as e:  # the stream is off a frame boundary: tell the peer, close
                 log.info("%s: %s", peer, e)
-                _reply_error(sock, e.code, e.message)
+                _reply_error(sock, e.code, e.message, send)
                 return
             except OSError as e:
                 log.info("%s: connection lost: %s", peer, e)
@@ -137,7 +192,7 @@ class FrameServer(socketserver.ThreadingTCPServer):
             if "id" in header:
                 reply["id"] = header["id"]
             try:
-                send_frame(sock, reply, reply_tensors)
+                send(sock, reply, reply_tensors)
             except OSError as e:
                 log.info("%s: connection lost while replying: %s", peer, e)
                 return

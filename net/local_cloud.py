@@ -1,0 +1,60 @@
+"""--local-cloud: a cloud in a child process on free loopback ports, for one run.
+
+A process of its own, as a real cloud: its own torch threads (all cores) and memory.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from net import auth
+from net.edge_client import CloudUnavailable
+from utils.provenance import REPO_ROOT
+
+_SERVING = re.compile(r"cloud serving on ([\d.]+):(\d+)")
+_MONITOR = re.compile(r"bandwidth monitor on ([\d.]+):(\d+)")
+
+
+class LocalCloud:
+    def __init__(self, preload: list[str], weights: dict[str, Path] | None = None, device: str = "cpu",
+                 with_monitor: bool = False, token: bytes | None = None):
+        script = "tasks_cloud_api.py" if with_monitor else "cloud_api.py"
+        cmd = [sys.executable, str(REPO_ROOT / script), "-i", "127.0.0.1", "-p", "0", "-d", device]
+        if preload:
+            cmd += ["--preload", *preload]
+        for name, path in (weights or {}).items():
+            cmd += ["--weights", f"{name}={Path(path).resolve()}"]
+        env = dict(os.environ)
+        if token is not None:  # by environment, not argv: other users can read a process's argv
+            env[auth.TOKEN_ENV] = token.decode("utf-8")
+        self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.address = self._wait_for(_SERVING)
+        self.monitor_address = self._wait_for(_MONITOR) if with_monitor else None
+
+    def _wait_for(self, pattern: re.Pattern) -> tuple[str, int]:
+        line = self.process.stdout.readline()  # the child prints each address once it listens
+        match = pattern.match(line)
+        if not match:
+            self.close()
+            raise CloudUnavailable(f"the local cloud did not start: {line or self.process.stderr.read()}".strip())
+        return match.group(1), int(match.group(2))
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for stream in (self.process.stdout, self.process.stderr):
+            stream.close()
+
+    def __enter__(self) -> "LocalCloud":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

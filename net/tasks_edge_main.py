@@ -1,0 +1,163 @@
+"""tasks_edge_api.py's body: a queue of inference tasks, the uplink re-measured on a schedule."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from models import MODEL_NAMES
+from net import auth
+from net.cloud_server import DEFAULT_HOST, DEFAULT_PORT
+from net.edge_client import CloudClient, CloudUnavailable
+from net.link import LinkPacer
+from net.local_cloud import LocalCloud
+from net.tasks_edge import (DEFAULT_INTERVAL_S, DEFAULT_NUM_TASKS, BandwidthTracker, TaskRunner,
+                            draw_tasks, print_summary, replay_trace, summarize)
+from net.trace import TraceError, load_trace
+from predictor import LatencyPredictor
+from predictor.deploy import warn_if_other_machine
+from utils.cli import add_connection_args, bandwidth_arg, model_weights_arg, non_negative_ms, slowdown_arg
+from utils.device import DeviceError, resolve_device
+from utils.image import ImageError, fixed_input, load_image
+from utils.provenance import provenance
+
+EDGE_THREADS = 1
+
+
+def task_list(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [n for n in names if n not in MODEL_NAMES]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"unknown model(s) {', '.join(unknown) or '(none given)'}; "
+                                          f"valid: {', '.join(MODEL_NAMES)}")
+    return names
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_connection_args(p, DEFAULT_HOST, DEFAULT_PORT)
+    p.add_argument("--token", help=f"shared token the cloud requires (default: ${auth.TOKEN_ENV} if set)")
+    p.add_argument("--monitor-port", type=int, help="bandwidth monitor port (default: PORT + 1)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--num-tasks", type=int, default=DEFAULT_NUM_TASKS,
+                       help=f"tasks drawn at random over the models (default {DEFAULT_NUM_TASKS})")
+    which.add_argument("--tasks", type=task_list, help="an explicit list, e.g. alex_net,vgg_net,le_net")
+    p.add_argument("--seed", type=int, help="seed of the random draw (reproducible task lists)")
+    p.add_argument("--interval", type=float, default=DEFAULT_INTERVAL_S,
+                   help=f"seconds between uplink measurements (default {DEFAULT_INTERVAL_S:g})")
+    link = p.add_mutually_exclusive_group()
+    link.add_argument("--bandwidth", type=bandwidth_arg, metavar="MBPS|3g|lte|wifi",
+                      help="emulate an uplink of this rate (the monitor measures the paced link)")
+    link.add_argument("--bandwidth-trace", type=Path, metavar="FILE.csv",
+                      help="replay a changing uplink: CSV time_s,bandwidth_mbps (see traces/)")
+    p.add_argument("--no-shaping", action="store_true",
+                   help="with --bandwidth: decide with that figure, do not pace or measure (real links)")
+    p.add_argument("--rtt", type=non_negative_ms, default=0.0, help="round-trip time in ms (default 0)")
+    p.add_argument("--edge-slowdown", type=slowdown_arg, default=1.0, metavar="F",
+                   help="emulate an edge F times slower than this machine")
+    p.add_argument("--image", type=Path, help="JPEG/PNG every task classifies (default: a fixed tensor)")
+    p.add_argument("--weights", type=model_weights_arg, action="append", default=[], metavar="MODEL=FILE",
+                   help="torchvision state dict for MODEL (repeatable); the cloud must hold the same")
+    p.add_argument("--local-cloud", action="store_true",
+                   help="start tasks_cloud_api.py on free loopback ports for this run")
+    p.add_argument("--report", type=Path, metavar="PATH",
+                   help="write PATH.xls, PATH.csv (one row per task) and PATH.png")
+    return p
+
+
+def main(argv=None, description: str = "") -> int:
+    parser = build_parser(description)
+    args = parser.parse_args(argv)
+    if args.num_tasks < 1:
+        parser.error("--num-tasks must be at least 1")
+    if args.interval <= 0:
+        parser.error("--interval must be > 0 s")
+    try:
+        device = resolve_device(args.device)
+        x = (load_image(args.image) if args.image else fixed_input()).to(device)
+        trace = load_trace(args.bandwidth_trace) if args.bandwidth_trace else None
+    except (DeviceError, ImageError, TraceError) as e:
+        parser.exit(2, f"error: {e}\n")
+    for name, path in args.weights:
+        if not path.is_file():
+            parser.exit(2, f"error: weights file for {name} not found: {path}\n")
+    tasks = args.tasks or draw_tasks(args.num_tasks, args.seed)
+    print(f"{len(tasks)} tasks: {', '.join(tasks)}", flush=True)
+    torch.set_num_threads(EDGE_THREADS)
+
+    if args.local_cloud:
+        try:
+            cloud = LocalCloud(sorted(set(tasks)), dict(args.weights), device.type, with_monitor=True,
+                               token=auth.token_from(args.token))
+        except CloudUnavailable as e:
+            parser.exit(1, f"error: {e}\n")
+        with cloud:
+            return _run(args, tasks, x, cloud.address, cloud.monitor_address, trace)
+    monitor_port = args.monitor_port if args.monitor_port is not None else args.port + 1
+    return _run(args, tasks, x, (args.ip, args.port), (args.ip, monitor_port), trace)
+
+
+def _run(args, tasks, x, cloud_address, monitor_address, trace) -> int:
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        edge, cloud = LatencyPredictor.load("edge"), LatencyPredictor.load("cloud")
+        warn_if_other_machine(edge)
+    fixed_mbps = args.bandwidth if args.no_shaping else None
+    shaped_mbps = trace[0].bandwidth_mbps if trace else (None if args.no_shaping else args.bandwidth)
+    pacer = LinkPacer(shaped_mbps) if shaped_mbps else None
+    rtt_ms = args.rtt
+    token = auth.token_from(args.token)
+    client = CloudClient(*cloud_address, pacer=pacer, rtt_ms=rtt_ms if pacer else 0.0, token=token)
+    runner = TaskRunner(client, edge, cloud, x, rtt_ms, args.edge_slowdown, dict(args.weights))
+    scheduler = BackgroundScheduler()
+    started_wall, started = time.time(), time.monotonic()
+    tracker = None
+    if trace:
+        replay_trace(scheduler, pacer, trace, started_wall)
+    if fixed_mbps is None:
+        tracker = BandwidthTracker(scheduler, [monitor_address, cloud_address], pacer,
+                                   rtt_ms if pacer else 0.0, args.interval, token)
+    scheduler.start()
+    rows = []
+    try:
+        for i, name in enumerate(tasks, start=1):
+            bandwidth = fixed_mbps if tracker is None else tracker.latest_mbps
+            row = runner.run_task(i, name, bandwidth, started)
+            rows.append(row)
+            flag = "  FALLBACK: " + row["fallback_reason"] if row["fallback"] else ""
+            bw = "-" if row["bandwidth_mbps"] is None else f"{row['bandwidth_mbps']:.2f}"
+            print(f"task {i:>3}/{len(tasks)} {name:<10} {bw:>8} Mbit/s  cut {row['cut_point']:>2}/"
+                  f"{row['num_units']:<2}  predicted {row['predicted_total_ms']:8.1f} ms  "
+                  f"measured {row['measured_total_ms']:8.1f} ms{flag}", flush=True)
+    except KeyboardInterrupt:
+        print(f"interrupted after {len(rows)} of {len(tasks)} tasks", file=sys.stderr)
+    finally:
+        scheduler.shutdown(wait=True)  # a measurement in flight finishes before its client closes
+        if tracker is not None:
+            tracker.close()
+        client.close()
+    summary = summarize(rows) if rows else []
+    print_summary(summary, sys.stdout)
+    if args.report and rows:
+        write_reports(args.report, rows, summary, args)
+    return 0
+
+
+def write_reports(path: Path, rows: list[dict], summary: list[dict], args) -> None:
+    from utils.excel_utils import write_csv, write_sheet
+    from utils.plots import plot_task_report
+
+    meta = provenance(edge_threads=EDGE_THREADS, edge_slowdown=args.edge_slowdown, rtt_ms=args.rtt,
+                      seed=args.seed, trace=str(args.bandwidth_trace or ""))
+    header = list(rows[0])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    xls, csv_path, png = (path.with_name(path.name + ext) for ext in (".xls", ".csv", ".png"))
+    write_sheet(xls, header, rows, sheet_name="tasks", provenance=meta)
+    write_csv(csv_path, header, rows, provenance=meta)
+    plot_task_report(rows, png)
+    print(f"wrote {xls}, {csv_path}, {png}")
