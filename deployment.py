@@ -1,7 +1,7 @@
 """Profile this device's layers and refit the latency predictors, or show the table of cuts.
 
   python deployment.py --role edge|cloud [--threads N] [--quick]
-  python deployment.py -t MODEL --bandwidth MBPS|3g|lte|wifi [--rtt MS] --show [--json]
+  python deployment.py -t MODEL --bandwidth MBPS|3g|lte|wifi [--rtt MS] --show [--json] [--plot FILE.png]
 """
 import argparse
 import sys
@@ -24,6 +24,8 @@ def main(argv=None) -> int:
     p.add_argument("--rtt", type=non_negative_ms, default=0.0, help="round-trip time in ms (default 0)")
     p.add_argument("--show", action="store_true", help="print the predicted cost of every cut")
     p.add_argument("--json", action="store_true", help="print the cut table as one JSON object")
+    p.add_argument("--plot", metavar="FILE.png", help="draw per-unit latency and output size, and "
+                   "the predicted latency of every cut, into a PNG")
     args = p.parse_args(argv)
 
     if args.role:
@@ -38,11 +40,17 @@ def main(argv=None) -> int:
     edge, cloud = LatencyPredictor.load("edge"), LatencyPredictor.load("cloud")
     for predictor in (edge, cloud):
         warn_if_other_machine(predictor)
-    document = cut_table_document(Planner.for_model(get_dnn_model(args.model), edge, cloud),
-                                  args.bandwidth, args.rtt)
+    planner = Planner.for_model(get_dnn_model(args.model), edge, cloud)
+    document = cut_table_document(planner, args.bandwidth, args.rtt)
+    if args.plot:  # before the JSON, which stays the last line of stdout
+        from utils.plots import plot_cut_table, unit_rows  # matplotlib only when asked for
+        try:
+            print(f"wrote {plot_cut_table(document, unit_rows(planner), args.plot)}")
+        except OSError as e:
+            p.error(f"cannot write the plot: {e}")
     if args.json:
         print(dumps(document))
-    else:
+    elif args.show or not args.plot:
         print_cut_table(document)
     return 0
 

@@ -7,6 +7,7 @@ socket, so any process behind a load balancer can answer any request.
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import socketserver
 import threading
@@ -28,6 +29,7 @@ Handler = Callable[[dict, dict[str, torch.Tensor]], Reply]
 DEFAULT_IDLE_TIMEOUT_S = 300.0
 DEFAULT_MAX_CONNECTIONS = 64
 HANDSHAKE_MAX_BYTES = 64 * 1024  # a hello or auth frame is a few hundred bytes
+STOP_POLL_S = 0.25  # how soon an idle connection notices that the server is stopping
 
 
 class RequestError(ProtocolError):
@@ -156,6 +158,22 @@ class FrameServer(socketserver.ThreadingTCPServer):
         channel.send(sock, {"type": "auth_ok"})
         return channel
 
+    def _wait_for_request(self, sock: socket.socket) -> bool:
+        """Wait for the first byte of the next request: True when it is there, False when the
+        server is stopping first; ProtocolError idle_timeout after idle_timeout_s. Polls, so a
+        stopping server closes idle connections at once and still serves a request whose bytes
+        have arrived."""
+        deadline = time.monotonic() + self.idle_timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ProtocolError("idle_timeout", f"no request within {self.idle_timeout_s:g} s")
+            readable, _, _ = select.select([sock], [], [], min(STOP_POLL_S, remaining))
+            if readable:
+                return True
+            if self._stopping:
+                return False
+
     def serve_connection(self, sock: socket.socket) -> None:
         peer = "%s:%s" % sock.getpeername()[:2]
         channel = None
@@ -172,7 +190,9 @@ class FrameServer(socketserver.ThreadingTCPServer):
         send = channel.send if channel else send_frame
         while True:
             try:
-                header, tensors = self._recv(sock, channel, self.validate, self.idle_timeout_s)
+                if not self._wait_for_request(sock):
+                    return  # stopping, and this connection has nothing in flight
+                header, tensors = self._recv(sock, channel, self.validate, self.header_timeout_s)
             except ConnectionClosed:
                 return
             except ProtocolError as e:  # the stream is off a frame boundary: tell the peer, close
@@ -207,13 +227,7 @@ class FrameServer(socketserver.ThreadingTCPServer):
 
     def stop(self, grace_s: float = 30.0) -> None:
         """Stop accepting, let requests in flight finish (up to grace_s), close every connection."""
-        with self._count_lock:
-            self._stopping = True
-            for sock in self._open:  # wakes connections waiting for a request; replies still go out
-                try:
-                    sock.shutdown(socket.SHUT_RD)
-                except OSError:
-                    pass
+        self._stopping = True  # idle connections notice within STOP_POLL_S and close
         if self._thread is not None:  # shutdown() waits for a serve_forever loop to end
             self.shutdown()
         self.server_close()

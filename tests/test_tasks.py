@@ -125,22 +125,24 @@ def test_percentile_is_nearest_rank():
 
 def test_tasks_run_to_the_end_with_reports_and_the_cut_follows_a_trace(tmp_path):
     """The scripts as a user runs them: tasks_cloud_api.py in a child process (--local-cloud),
-    a trace that drops from 1000 to 0.5 Mbit/s after 3 s, reports written."""
+    a trace that drops from 1000 to 5 Mbit/s after 0.3 s, reports written."""
     trace = tmp_path / "drop.csv"
-    trace.write_text("time_s,bandwidth_mbps\n0,1000\n3,0.5\n")
+    trace.write_text("time_s,bandwidth_mbps\n0,1000\n0.3,5\n")
     report = tmp_path / "run"
     out = subprocess.run(
-        [sys.executable, "tasks_edge_api.py", "-d", "cpu", "--local-cloud", "--tasks", ",".join(["le_net"] * 60),
-         "--bandwidth-trace", str(trace), "--interval", "0.5", "--edge-slowdown", "10",
+        [sys.executable, "tasks_edge_api.py", "-d", "cpu", "--local-cloud", "--tasks", ",".join(["le_net"] * 100),
+         "--bandwidth-trace", str(trace), "--interval", "0.3", "--edge-slowdown", "10",
          "--report", str(report)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("60 tasks: le_net, le_net")
+    assert out.stdout.startswith("100 tasks: le_net, le_net")
     cuts = [int(c) for c in re.findall(r"cut +(\d+)/13", out.stdout)]
-    assert len(cuts) == 60
-    assert cuts[0] == 0 and cuts[-1] == 13  # all cloud on the fast link, all edge on the slow one
-    assert re.search(r"^le_net +60 +0,13 ", out.stdout, re.M)  # the summary row
+    assert len(cuts) == 100
+    # all on the cloud on the fast link; once the monitor has seen the drop, past the pooling
+    # layers that shrink the tensor (unit 7) or all on the edge
+    assert cuts[0] == 0 and cuts[-1] >= 7
+    assert re.search(r"^le_net +100 +0,", out.stdout, re.M)  # the summary row
     for ext in (".xls", ".csv", ".png"):
         assert (tmp_path / f"run{ext}").stat().st_size > 1000
     from utils.excel_utils import read_column
-    assert read_column(tmp_path / "run.xls", "task") == list(range(1, 61))
+    assert read_column(tmp_path / "run.xls", "task") == list(range(1, 101))

@@ -1,0 +1,101 @@
+"""The figures: real PNGs of a sensible size, for a small and a large model and a task report."""
+import struct
+
+import pytest
+
+import deployment
+from models import get_dnn_model
+from predictor import LatencyPredictor, Planner
+from predictor.deploy import cut_table_document
+from utils.plots import plot_cut_table, plot_task_report, short_label, unit_rows
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(path) -> tuple[int, int]:
+    """(width, height) from the IHDR chunk, which must come first after the signature."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, f"{path} is not a PNG"
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert kind == b"IHDR" and length == 13
+    return struct.unpack(">II", data[16:24])
+
+
+def assert_good_png(path) -> None:
+    width, height = png_size(path)
+    assert width >= 600 and height >= 400, (width, height)
+    assert path.stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def predictors():
+    return LatencyPredictor.load("edge"), LatencyPredictor.load("cloud")
+
+
+@pytest.mark.parametrize("model, bandwidth_mbps, rtt_ms", [("le_net", 1.1, 0.0), ("vgg_net", 18.88, 20.0)])
+def test_cut_table_figure(tmp_path, predictors, model, bandwidth_mbps, rtt_ms):
+    planner = Planner.for_model(get_dnn_model(model), *predictors)
+    units = unit_rows(planner)
+    assert len(units) == planner.num_units
+    assert units[0]["label"] == planner.labels[1] and units[-1]["out_bytes"] > 0  # unit N's real output
+    assert [u["out_bytes"] for u in units[:-1]] == planner.cut_bytes[1:-1]
+    path = plot_cut_table(cut_table_document(planner, bandwidth_mbps, rtt_ms), units, tmp_path / f"{model}.png")
+    assert_good_png(path)
+
+
+def test_cut_table_rejects_mismatched_units(tmp_path, predictors):
+    planner = Planner.for_model(get_dnn_model("le_net"), *predictors)
+    with pytest.raises(ValueError, match="14 cuts, expected 13"):
+        plot_cut_table(cut_table_document(planner, 10, 0), unit_rows(planner)[:-1], tmp_path / "x.png")
+
+
+def test_short_labels():
+    assert short_label(0, "input") == "input"
+    assert short_label(1, "Conv2d (features.0)") == "1 conv"
+    assert short_label(4, "InvertedResidual (features.1)") == "4 invres"
+
+
+def synthetic_tasks(n: int = 40) -> list[dict]:
+    units = {"alex_net": 22, "le_net": 13, "mobile_net": 27}
+    rows, bandwidths = [], [18.88, 5.85, 1.1, 50.0]
+    for i in range(n):
+        model = list(units)[i % 3]
+        bandwidth = bandwidths[(i // 8) % len(bandwidths)]
+        predicted = {"alex_net": 120.0, "le_net": 5.0, "mobile_net": 40.0}[model] * (10 / bandwidth) ** 0.3
+        fallback = i == 17
+        cut = units[model] if fallback or bandwidth < 2 else (i * 7) % units[model]
+        rows.append({"task": i + 1, "model": model, "start_s": 0.7 * i, "bandwidth_mbps": bandwidth,
+                     "cut_point": cut, "num_units": units[model], "cut_layer": "Conv2d (features.0)",
+                     "predicted_edge_ms": predicted / 3, "predicted_transfer_ms": predicted / 3,
+                     "predicted_cloud_ms": predicted / 3, "predicted_total_ms": predicted,
+                     "measured_edge_ms": predicted / 3, "measured_transfer_ms": predicted / 2,
+                     "measured_cloud_ms": predicted / 4,
+                     "measured_total_ms": predicted * (1 + 0.1 * ((i % 5) - 2)) * (2 if fallback else 1),
+                     "transfer_bytes": 0 if fallback else 1000 * i, "fallback": fallback, "top1": i % 10})
+    return rows
+
+
+def test_task_report_figure(tmp_path):
+    path = plot_task_report(synthetic_tasks(), tmp_path / "tasks.png")
+    assert_good_png(path)
+
+
+def test_task_report_without_start_times(tmp_path):
+    rows = synthetic_tasks(6)
+    for row in rows:
+        row["start_s"] = None
+    assert_good_png(plot_task_report(rows, tmp_path / "tasks.png"))
+    with pytest.raises(ValueError, match="no tasks"):
+        plot_task_report([], tmp_path / "none.png")
+
+
+def test_deployment_plot_alone_and_with_json(tmp_path, capsys):
+    path = tmp_path / "figs" / "le_net.png"
+    assert deployment.main(["-t", "le_net", "--bandwidth", "lte", "--rtt", "20", "--plot", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {path}"
+    assert_good_png(path)
+    path.unlink()
+    assert deployment.main(["-t", "le_net", "--bandwidth", "3g", "--json", "--plot", str(path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == f"wrote {path}" and lines[-1].startswith('{"model": "le_net"')
+    assert_good_png(path)
