@@ -63,8 +63,11 @@ class CloudClient:
 
     def __init__(self, host: str, port: int, pacer: LinkPacer | None = None,
                  rtt_ms: float = 0.0, connect_timeout_s: float = CONNECT_TIMEOUT_S,
-                 reply_timeout_s: float = REPLY_TIMEOUT_S, token: bytes | None = None):
-        self.token = token
+                 reply_timeout_s: float = REPLY_TIMEOUT_S, token: bytes | None = None,
+                 weights: tuple[str, str] | None = None):
+        """weights: (model, fingerprint) to check in the handshake, so that a cloud holding other
+        weights refuses at connect time, naming both fingerprints."""
+        self.token, self.weights = token, weights
         self._channel: auth.SecureChannel | None = None
         self.host, self.port = host, port
         self.pacer, self.rtt_ms = pacer, rtt_ms
@@ -97,6 +100,8 @@ class CloudClient:
         """hello (and, with a token, the challenge-response of net/auth.py)."""
         client_nonce = auth.new_nonce()
         hello = {"type": "hello", "version": PROTOCOL_VERSION}
+        if self.weights is not None:
+            hello["model"], hello["fingerprint"] = self.weights
         if self.token is not None:
             hello["client_nonce"] = client_nonce
         send_frame(sock, hello)

@@ -128,7 +128,7 @@ def _run(args, model, x, host: str, port: int) -> int:
     shaping = args.bandwidth is not None and not args.no_shaping
     pacer = LinkPacer(args.bandwidth) if shaping else None
     client = CloudClient(host, port, pacer=pacer, rtt_ms=args.rtt if shaping else 0.0,
-                         token=auth.token_from(args.token))
+                         token=auth.token_from(args.token), weights=(model.name, model.fingerprint))
     bandwidth_mbps = args.bandwidth
     unavailable = None
     try:

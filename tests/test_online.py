@@ -275,3 +275,20 @@ def test_speedtest_offline_says_it_needs_internet(capsys, monkeypatch):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "needs internet access" in err and "Traceback" not in err
+
+
+def test_handshake_refuses_other_weights_naming_both(capsys, cloud_server, tmp_path, chain_models):
+    from models import build_reference
+    reference = build_reference("le_net")
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.add_(1.0)
+    path = tmp_path / "other.pth"
+    torch.save(reference.state_dict(), path)
+    with pytest.raises(CloudRefused) as e:
+        CloudClient(*cloud_server.address, weights=("le_net", "feedfacefeedface")).connect()
+    assert e.value.code == "weights_mismatch" and "feedfacefeedface" in str(e.value)
+    host, port = cloud_server.address
+    code, _, err = run_edge(capsys, "-i", host, "-p", str(port), "-t", "le_net", "--weights", str(path),
+                            "--bandwidth", "10")
+    assert code == 1 and "weights_mismatch" in err and chain_models["le_net"].fingerprint in err

@@ -1,0 +1,28 @@
+"""Smoke tests: each predictor benchmark runs on its smallest setting and writes its CSV.
+No timing is asserted here; the figures live in the README."""
+import pandas as pd
+
+from benchmarks import decision_time, model_latency, predictor_accuracy
+
+
+def test_model_latency_smoke(tmp_path):
+    out = tmp_path / "ml.csv"
+    model_latency.main(["--role", "edge", "--models", "le_net", "--repeats", "1", "--out", str(out)])
+    df = pd.read_csv(out, comment="#")
+    assert list(df.prefix_units) == list(range(1, 14))
+    assert {"predicted_ms", "measured_ms", "error_pct"} <= set(df.columns)
+
+
+def test_decision_time_smoke(tmp_path):
+    out = tmp_path / "dt.csv"
+    decision_time.main(["--models", "le_net", "--repeats", "11", "--naive-repeats", "1", "--out", str(out)])
+    df = pd.read_csv(out, comment="#")
+    assert list(df.model) == ["le_net"] and (df.speedup > 0).all()
+
+
+def test_predictor_accuracy_smoke(tmp_path):
+    out = tmp_path / "pa.csv"
+    predictor_accuracy.main(["--role", "cloud", "--folds", "2", "--out", str(out)])
+    df = pd.read_csv(out, comment="#")
+    assert set(df.kind) == {"conv", "dwconv", "linear", "maxpool", "avgpool", "batchnorm", "relu", "add"}
+    assert (df.mape_pct >= 0).all()
