@@ -18,7 +18,7 @@ import torch
 
 from net import auth
 from net.protocol import (DEFAULT_MAX_FRAME_BYTES, HEADER_TIMEOUT_S, MIN_RATE_BPS, ConnectionClosed,
-                          ProtocolError, recv_frame, send_frame)
+                          ProtocolError, ReceiveBuffer, recv_frame, send_frame)
 
 log = logging.getLogger("neurosurgeon.server")
 
@@ -123,11 +123,12 @@ class FrameServer(socketserver.ThreadingTCPServer):
             check(header)
 
     def _recv(self, sock: socket.socket, channel: auth.SecureChannel | None, validate,
-              idle_timeout_s: float | None, max_frame_bytes: int | None = None):
+              idle_timeout_s: float | None, max_frame_bytes: int | None = None,
+              buffer: ReceiveBuffer | None = None):
         receive = channel.recv if channel else (lambda s, **kw: recv_frame(s, **kw))
         return receive(sock, max_frame_bytes=max_frame_bytes or self.max_frame_bytes, validate=validate,
                        idle_timeout_s=idle_timeout_s, header_timeout_s=self.header_timeout_s,
-                       min_rate_bps=self.min_rate_bps)
+                       min_rate_bps=self.min_rate_bps, buffer=buffer)
 
     def _handshake(self, sock: socket.socket) -> auth.SecureChannel:
         """The token handshake (net/auth.py); raises RequestError when the peer fails it.
@@ -188,11 +189,13 @@ class FrameServer(socketserver.ThreadingTCPServer):
             log.info("%s: connection lost in the handshake: %s", peer, e)
             return
         send = channel.send if channel else send_frame
+        buffer = ReceiveBuffer()  # a request's tensors live here until its reply is sent
         while True:
             try:
                 if not self._wait_for_request(sock):
                     return  # stopping, and this connection has nothing in flight
-                header, tensors = self._recv(sock, channel, self.validate, self.header_timeout_s)
+                header, tensors = self._recv(sock, channel, self.validate, self.header_timeout_s,
+                                             buffer=buffer)
             except ConnectionClosed:
                 return
             except ProtocolError as e:  # the stream is off a frame boundary: tell the peer, close

@@ -359,3 +359,23 @@ def test_validate_runs_before_body_is_read(pair, no_tensor_alloc):
     assert seen[0]["tensors"] == [{"name": "x", "dtype": "int32", "shape": [3]}]
     b.settimeout(1.0)
     assert b.recv(100) == payload  # the body is still unread: the caller must close the connection
+
+
+def test_receive_buffer_is_reused_and_aligned_for_every_dtype():
+    from net.protocol import ReceiveBuffer
+    buffer = ReceiveBuffer()
+    first = {"a": torch.arange(3, dtype=torch.uint8), "b": torch.randn(5, 7, dtype=torch.float64),
+             "c": torch.tensor([True, False]), "d": torch.randn(4, dtype=torch.bfloat16),
+             "e": torch.empty(0, 3), "f": torch.tensor(7, dtype=torch.int32)}
+    left, right = socket.socketpair()
+    with left, right:
+        send_frame(left, {"n": 1}, first)
+        _, got = recv_frame(right, buffer=buffer)
+        for name, tensor in first.items():
+            assert got[name].dtype == tensor.dtype and torch.equal(got[name], tensor)
+        storage = got["b"].untyped_storage().data_ptr()
+        second = {"x": torch.randn(2, 3)}
+        send_frame(left, {"n": 2}, second)
+        _, again = recv_frame(right, buffer=buffer)
+        assert torch.equal(again["x"], second["x"])
+        assert again["x"].untyped_storage().data_ptr() == storage  # the same memory, reused

@@ -1,0 +1,37 @@
+"""The throughput benchmarks run end to end on their smallest setting (no timing assertions)."""
+import csv
+
+from benchmarks import cloud_concurrency, protocol_throughput
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        meta = [line for line in f if line.startswith("#")]
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
+    return meta, rows
+
+
+def test_protocol_throughput_smallest(tmp_path):
+    out = tmp_path / "protocol_throughput.csv"
+    protocol_throughput.main(["--sizes", "10KB", "--repeats", "2", "--out", str(out)])
+    meta, rows = read_rows(out)
+    assert any(line.startswith("# commit:") for line in meta)
+    assert len(rows) == 1
+    assert set(rows[0]) >= {"size_bytes", "frames_ms", "raw_ms", "torch_ms", "frames_MBps", "raw_MBps",
+                            "torch_MBps", "frames_vs_raw", "errors"}
+    assert rows[0]["size_bytes"] == "10000" and rows[0]["errors"] == "0"
+    assert float(rows[0]["frames_MBps"]) > 0 and float(rows[0]["raw_MBps"]) > 0
+
+
+def test_cloud_concurrency_smallest(tmp_path):
+    out = tmp_path / "cloud_concurrency.csv"
+    cloud_concurrency.main(["--model", "le_net", "--clients", "1", "2", "--requests", "3", "--out", str(out)])
+    meta, rows = read_rows(out)
+    assert any(line.startswith("# cloud_threads:") for line in meta)
+    assert [r["clients"] for r in rows] == ["1", "2"]
+    for r in rows:
+        assert set(r) >= {"model", "cut", "clients", "requests", "throughput_rps", "p50_ms", "p99_ms",
+                          "errors", "wrong"}
+        assert r["errors"] == "0" and r["wrong"] == "0"
+        assert r["completed"] == r["requests"] == str(3 * int(r["clients"]))
