@@ -5,10 +5,12 @@ Requests (JSON headers, see docs/PROTOCOL.md):
   infer  {"model", "cut", "fingerprint", "want_logits"} + tensor "x" -> result
          {"top5": [[class, probability], ...], "cloud_ms"} (+ tensor "logits" when asked)
   probe  + tensor "data" (uint8)                         -> probe_ok {"bytes"}
+  stats                                                  -> stats {"served", "pid"}
 Every infer names its model, cut and weights fingerprint, so no per-connection state is kept.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -52,7 +54,9 @@ class CloudServer(FrameServer):
                  max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, **kwargs):
         self.models = ModelCache(torch.device(device), weights)
         super().__init__(host, port, max_frame_bytes, **kwargs)
-        self.handlers.update(hello=self._hello, infer=self._infer)
+        self.served = 0  # inference requests answered: behind a balancer, who served how many
+        self._served_lock = threading.Lock()
+        self.handlers.update(hello=self._hello, infer=self._infer, stats=self._stats)
         self.validators.update(hello=self._validate_hello, infer=self._validate_infer)
         serve_probes(self)
 
@@ -77,6 +81,9 @@ class CloudServer(FrameServer):
                                                    f"holds {model.fingerprint}: load the same weights on both")
         return model, info
 
+    def _stats(self, header: dict, tensors) -> Reply:
+        return {"type": "stats", "served": self.served, "pid": os.getpid()}, None
+
     # -- infer ---------------------------------------------------------------------------------
     def _validate_infer(self, header: dict) -> None:
         """Model, weights, cut, and the tensor's dtype and shape, before its bytes are read."""
@@ -100,5 +107,7 @@ class CloudServer(FrameServer):
             t0 = time.perf_counter()
             logits = model[header["cut"]:](x)
             cloud_ms = (time.perf_counter() - t0) * 1e3
+        with self._served_lock:
+            self.served += 1
         reply = {"type": "result", "top5": top_k(logits), "cloud_ms": cloud_ms}
         return reply, ({"logits": logits.cpu()} if header.get("want_logits") else None)

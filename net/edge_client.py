@@ -174,6 +174,11 @@ class CloudClient:
         cloud_ms = float(reply["cloud_ms"])
         return InferReply(reply["top5"], tensors.get("logits"), cloud_ms, wall_ms - cloud_ms, sent)
 
+    def stats(self) -> dict:
+        """The cloud's counters: {"served": inference requests answered, "pid": its process}."""
+        reply, _, _, _ = self._request({"type": "stats"}, None)
+        return reply
+
     def probe(self, nbytes: int) -> float:
         """Send `nbytes` of probe data; return the wall ms until the cloud's acknowledgement."""
         if self.pacer is not None:

@@ -18,6 +18,9 @@ from predictor import Planner
 from utils.classes import top_k
 
 
+CLOUD_RETRIES = 1
+
+
 @dataclass
 class Times:
     edge: float = 0.0
@@ -40,6 +43,7 @@ class EdgeReport:
     top5: list[list]
     fallback: bool = False
     fallback_reason: str | None = None
+    retries: int = 0  # requests sent again on a new connection before the cloud answered
     overhead_ms: float = 0.0
     logits: torch.Tensor | None = field(default=None, repr=False)
 
@@ -85,7 +89,7 @@ def collaborative_inference(model: ChainModel, planner: Planner, x: torch.Tensor
     predicted = planner.cut(k, bandwidth_mbps, rtt_ms)
     measured = Times()
     fallback_reason = unavailable if client is None else None
-    transfer_bytes = 0
+    transfer_bytes = retries = 0
 
     t_ready = time.perf_counter()
     y = run_units(model[:k], x, edge_slowdown)
@@ -93,13 +97,18 @@ def collaborative_inference(model: ChainModel, planner: Planner, x: torch.Tensor
     if k == n:
         logits = y
     else:
-        try:
-            reply = client.infer(model.name, model.fingerprint, k, y, want_logits=True)
-            logits = reply.logits
+        # A failed request is sent once more on a new connection before the edge gives up: behind
+        # a load balancer the new connection reaches a live backend (requests are idempotent).
+        for attempt in range(1 + CLOUD_RETRIES):
+            try:
+                reply = client.infer(model.name, model.fingerprint, k, y, want_logits=True)
+            except CloudUnavailable as e:
+                fallback_reason = str(e)
+                continue
+            logits, fallback_reason, retries = reply.logits, None, attempt
             measured.transfer, measured.cloud = reply.transfer_ms, reply.cloud_ms
             transfer_bytes = reply.transfer_bytes
-        except CloudUnavailable as e:
-            fallback_reason = str(e)
+            break
     if k < n and fallback_reason is not None:  # finish here what the cloud would have run
         t0 = time.perf_counter()
         logits = run_units(model[k:], y, edge_slowdown)
@@ -111,6 +120,6 @@ def collaborative_inference(model: ChainModel, planner: Planner, x: torch.Tensor
         bandwidth_mbps=bandwidth_mbps, rtt_ms=rtt_ms, transfer_bytes=transfer_bytes,
         predicted_ms=Times(predicted.edge_ms, predicted.transfer_ms, predicted.cloud_ms, predicted.total_ms),
         measured_ms=measured, top5=top_k(logits), fallback=fallback_reason is not None,
-        fallback_reason=fallback_reason,
+        fallback_reason=fallback_reason, retries=retries,
         overhead_ms=measured.total - measured.edge - measured.transfer - measured.cloud,
         logits=logits if want_logits else None)

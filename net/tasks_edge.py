@@ -130,6 +130,7 @@ class TaskRunner:
             "predicted_cloud_only_ms": (planner.cut(0, bandwidth_mbps, self.rtt_ms).total_ms
                                         if bandwidth_mbps else None),
             "fallback": report.fallback, "fallback_reason": report.fallback_reason or "",
+            "retries": report.retries,
             "top1": report.top5[0][0],
         }
 
