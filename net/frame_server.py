@@ -1,8 +1,9 @@
 """A threaded TCP server of frames: one thread per connection, many requests per connection.
 
 Subclasses map message types to handlers. A handler gets (header, tensors) of one request and
-returns (reply header, reply tensors). The server keeps no per-connection state beyond the
-socket, so any process behind a load balancer can answer any request.
+returns (reply header, reply tensors). What the server keeps per connection lives and dies with
+the connection (its receive buffer; with a token, its session key): nothing a request depends on
+outlives it, so any process behind a load balancer can answer any new connection.
 """
 from __future__ import annotations
 
