@@ -108,7 +108,9 @@ def main(argv=None, description: str = "", with_monitor: bool = False) -> int:
         # port 0 asks for a free port for the cloud; the monitor then takes a free one too
         monitor_port = args.monitor_port if args.monitor_port is not None else (args.port + 1 if args.port else 0)
         try:
-            monitor = MonitorServer(args.ip, monitor_port, **server_limits(args)).start()
+            monitor = MonitorServer(args.ip, monitor_port, **server_limits(args))
+            monitor.load = server.load  # one process: the monitor reports the cloud's load
+            monitor.start()
         except OSError as e:
             server.stop()
             raise SystemExit(f"error: cannot listen on {args.ip}:{monitor_port} for the monitor: {e.strerror or e}")

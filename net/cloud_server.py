@@ -7,6 +7,7 @@ Requests (JSON headers, see docs/PROTOCOL.md):
   probe  + tensor "data" (uint8)                         -> probe_ok {"bytes"}
   stats                                                  -> stats {"served", "pid"}
 Every infer names its model, cut and weights fingerprint, so no per-connection state is kept.
+Every reply carries "load": how much slower than unloaded this process now computes (net/load.py).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import torch
 
 from models import MODEL_NAMES, ChainModel, get_dnn_model
 from net.frame_server import FrameServer, Reply, RequestError, serve_probes
+from net.load import LoadMeter
 from net.protocol import DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION
 from predictor.ops import ModelInfo, analyze
 from utils.classes import top_k
@@ -54,6 +56,7 @@ class CloudServer(FrameServer):
                  max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, **kwargs):
         self.models = ModelCache(torch.device(device), weights)
         super().__init__(host, port, max_frame_bytes, **kwargs)
+        self.load = LoadMeter()
         self.served = 0  # inference requests answered: behind a balancer, who served how many
         self._served_lock = threading.Lock()
         self.handlers.update(hello=self._hello, infer=self._infer, stats=self._stats)
@@ -107,6 +110,7 @@ class CloudServer(FrameServer):
             t0 = time.perf_counter()
             logits = model[header["cut"]:](x)
             cloud_ms = (time.perf_counter() - t0) * 1e3
+        self.load.record((header["model"], header["cut"]), cloud_ms)
         with self._served_lock:
             self.served += 1
         reply = {"type": "result", "top5": top_k(logits), "cloud_ms": cloud_ms}

@@ -68,6 +68,8 @@ class CloudClient:
         """weights: (model, fingerprint) to check in the handshake, so that a cloud holding other
         weights refuses at connect time, naming both fingerprints."""
         self.token, self.weights = token, weights
+        self.cloud_load = 1.0  # the load factor of the cloud's latest reply (net/load.py)...
+        self.cloud_load_at = 0.0  # ...and when it came (time.monotonic())
         self._channel: auth.SecureChannel | None = None
         self.host, self.port = host, port
         self.pacer, self.rtt_ms = pacer, rtt_ms
@@ -107,6 +109,7 @@ class CloudClient:
         send_frame(sock, hello)
         reply, _ = recv_frame(sock, idle_timeout_s=self.reply_timeout_s)
         _raise_if_error(reply, self.where)
+        self._note_load(reply)
         server_nonce = reply.get("server_nonce")
         if self.token is None:
             if server_nonce is not None:
@@ -164,7 +167,13 @@ class CloudClient:
         if reply.get("type") == "error":
             self.close()  # the cloud closes after refusing a request whose body it did not read
             _raise_if_error(reply, self.where)
+        self._note_load(reply)
         return reply, reply_tensors, sent, wall_ms
+
+    def _note_load(self, reply: dict) -> None:
+        load = reply.get("load")
+        if isinstance(load, (int, float)) and 1.0 <= load < 1e6:
+            self.cloud_load, self.cloud_load_at = float(load), time.monotonic()
 
     def infer(self, model: str, fingerprint: str, cut: int, x: torch.Tensor,
               want_logits: bool = False) -> InferReply:

@@ -37,6 +37,7 @@ class EdgeReport:
     cut_layer: str
     bandwidth_mbps: float | None  # None: the cloud was unreachable before it could be measured
     rtt_ms: float
+    cloud_load: float  # the cloud's load factor the decision used (1 = unloaded)
     transfer_bytes: int
     predicted_ms: Times
     measured_ms: Times
@@ -82,11 +83,12 @@ def collaborative_inference(model: ChainModel, planner: Planner, x: torch.Tensor
     `fallback` with the reason. The planner must carry the same slowdown.
     """
     n = len(model)
+    cloud_load = client.cloud_load if client is not None else 1.0  # from the cloud's last reply
     if client is None:
         k = n
     else:
-        k = planner.best_cut_point(bandwidth_mbps, rtt_ms) if partition is None else partition
-    predicted = planner.cut(k, bandwidth_mbps, rtt_ms)
+        k = planner.best_cut_point(bandwidth_mbps, rtt_ms, cloud_load) if partition is None else partition
+    predicted = planner.cut(k, bandwidth_mbps, rtt_ms, cloud_load)
     measured = Times()
     fallback_reason = unavailable if client is None else None
     transfer_bytes = retries = 0
@@ -117,7 +119,7 @@ def collaborative_inference(model: ChainModel, planner: Planner, x: torch.Tensor
 
     return EdgeReport(
         model=model.name, cut_point=k, num_units=n, cut_layer=predicted.layer,
-        bandwidth_mbps=bandwidth_mbps, rtt_ms=rtt_ms, transfer_bytes=transfer_bytes,
+        bandwidth_mbps=bandwidth_mbps, rtt_ms=rtt_ms, cloud_load=cloud_load, transfer_bytes=transfer_bytes,
         predicted_ms=Times(predicted.edge_ms, predicted.transfer_ms, predicted.cloud_ms, predicted.total_ms),
         measured_ms=measured, top5=top_k(logits), fallback=fallback_reason is not None,
         fallback_reason=fallback_reason, retries=retries,

@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 
 from net import auth
+from net.load import LoadMeter
 from net.protocol import (DEFAULT_MAX_FRAME_BYTES, HEADER_TIMEOUT_S, MIN_RATE_BPS, ConnectionClosed,
                           ProtocolError, ReceiveBuffer, recv_frame, send_frame)
 
@@ -85,6 +86,7 @@ class FrameServer(socketserver.ThreadingTCPServer):
                  max_connections: int = DEFAULT_MAX_CONNECTIONS, token: bytes | None = None,
                  header_timeout_s: float = HEADER_TIMEOUT_S, min_rate_bps: float = MIN_RATE_BPS):
         self.token = token
+        self.load: LoadMeter | None = None  # set by servers that know their load; sent in replies
         self.header_timeout_s, self.min_rate_bps = header_timeout_s, min_rate_bps
         self.max_frame_bytes = max_frame_bytes
         self.idle_timeout_s = idle_timeout_s
@@ -150,6 +152,8 @@ class FrameServer(socketserver.ThreadingTCPServer):
                                                 f"(--token or {auth.TOKEN_ENV} on the edge)")
         server_nonce = auth.new_nonce()
         reply, _ = self.handlers["hello"](hello, {})
+        if self.load is not None:
+            reply["load"] = round(self.load.factor(), 3)
         send_frame(sock, {**reply, "server_nonce": server_nonce,
                           "server_proof": auth.proof(self.token, "cloud", client_nonce, server_nonce)})
         answer, _ = self._recv(sock, None, expect("auth"), self.header_timeout_s, HANDSHAKE_MAX_BYTES)
@@ -215,6 +219,8 @@ class FrameServer(socketserver.ThreadingTCPServer):
                 reply, reply_tensors = {"type": "error", "code": "internal", "message": str(e)}, None
             if "id" in header:
                 reply["id"] = header["id"]
+            if self.load is not None:
+                reply["load"] = round(self.load.factor(), 3)
             try:
                 send(sock, reply, reply_tensors)
             except OSError as e:

@@ -68,6 +68,14 @@ class BandwidthTracker:
             self._client = client
             return
 
+    def share_load(self, client: CloudClient) -> None:
+        """Give `client` the cloud's load seen by the probes, when it is newer than its own: an
+        edge that moved all its work home sends no requests, and learns here that the cloud is
+        free again."""
+        probe_client = self._client
+        if probe_client is not None and probe_client.cloud_load_at > client.cloud_load_at:
+            client.cloud_load, client.cloud_load_at = probe_client.cloud_load, probe_client.cloud_load_at
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
@@ -130,7 +138,7 @@ class TaskRunner:
             "predicted_cloud_only_ms": (planner.cut(0, bandwidth_mbps, self.rtt_ms).total_ms
                                         if bandwidth_mbps else None),
             "fallback": report.fallback, "fallback_reason": report.fallback_reason or "",
-            "retries": report.retries,
+            "retries": report.retries, "cloud_load": report.cloud_load,
             "top1": report.top5[0][0],
         }
 

@@ -127,6 +127,8 @@ def _run(args, tasks, x, cloud_address, monitor_address, trace) -> int:
     try:
         for i, name in enumerate(tasks, start=1):
             bandwidth = fixed_mbps if tracker is None else tracker.latest_mbps
+            if tracker is not None:  # the monitor's probes also bring the cloud's load: use the newest
+                tracker.share_load(client)
             row = runner.run_task(i, name, bandwidth, started)
             rows.append(row)
             flag = "  FALLBACK: " + row["fallback_reason"] if row["fallback"] else ""

@@ -40,11 +40,11 @@ class Planner:
     """Predicted per-unit latencies of one model on the edge and the cloud, ready for any link."""
 
     def __init__(self, info: ModelInfo, edge: LatencyPredictor, cloud: LatencyPredictor,
-                 edge_slowdown: float = 1.0, cloud_scale: float = 1.0):
+                 edge_slowdown: float = 1.0):
         self.info = info
         self.edge_unit_ms = [edge_slowdown * sum(edge.predict_op_ms(op.spec, op.out_shape) for op in u.ops)
                              for u in info.units]
-        self.cloud_unit_ms = [cloud_scale * sum(cloud.predict_op_ms(op.spec, op.out_shape) for op in u.ops)
+        self.cloud_unit_ms = [sum(cloud.predict_op_ms(op.spec, op.out_shape) for op in u.ops)
                               for u in info.units]
         n = len(info.units)
         # edge_prefix_ms[k] = units 1..k on the edge; cloud_suffix_ms[k] = units k+1..N on the cloud
@@ -62,7 +62,9 @@ class Planner:
     def num_units(self) -> int:
         return len(self.info.units)
 
-    def cut(self, k: int, bandwidth_mbps: float, rtt_ms: float = 0.0) -> Cut:
+    def cut(self, k: int, bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0) -> Cut:
+        """The predicted cost of cut k. cloud_load scales the cloud's unloaded predictions: the
+        load factor the cloud reports (1 = idle; 2 = its requests take twice as long)."""
         n = self.num_units
         if not 0 <= k <= n:
             raise ValueError(f"cut point {k} is outside 0..{n} for {self.info.name}")
@@ -70,33 +72,36 @@ class Planner:
         if k == n:
             return Cut(k, self.labels[k], edge_ms, 0.0, 0.0, edge_ms, 0)
         net_ms = transfer_ms(self.cut_bytes[k], bandwidth_mbps) + rtt_ms
-        cloud_ms = self.cloud_suffix_ms[k]
+        cloud_ms = cloud_load * self.cloud_suffix_ms[k]
         return Cut(k, self.labels[k], edge_ms, net_ms, cloud_ms, edge_ms + net_ms + cloud_ms,
                    self.cut_bytes[k])
 
-    def table(self, bandwidth_mbps: float, rtt_ms: float = 0.0) -> list[Cut]:
-        _check_link(bandwidth_mbps, rtt_ms)
-        return [self.cut(k, bandwidth_mbps, rtt_ms) for k in range(self.num_units + 1)]
+    def table(self, bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0) -> list[Cut]:
+        _check_link(bandwidth_mbps, rtt_ms, cloud_load)
+        return [self.cut(k, bandwidth_mbps, rtt_ms, cloud_load) for k in range(self.num_units + 1)]
 
-    def best_cut_point(self, bandwidth_mbps: float, rtt_ms: float = 0.0) -> int:
+    def best_cut_point(self, bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0) -> int:
         """argmin over k of the predicted total; ties go to the smaller k (less edge work)."""
-        _check_link(bandwidth_mbps, rtt_ms)
+        _check_link(bandwidth_mbps, rtt_ms, cloud_load)
         n = self.num_units
         ms_per_byte = MS_PER_BYTE_AT_1_MBPS / bandwidth_mbps
         best_k, best_ms = n, self.edge_prefix_ms[n]
         edge, cloud, nbytes = self.edge_prefix_ms, self.cloud_suffix_ms, self.cut_bytes
         for k in range(n):
-            total = edge[k] + nbytes[k] * ms_per_byte + rtt_ms + cloud[k]
+            total = edge[k] + nbytes[k] * ms_per_byte + rtt_ms + cloud_load * cloud[k]
             if total < best_ms or (total == best_ms and k < best_k):
                 best_k, best_ms = k, total
         return best_k
 
-    def best_cut(self, bandwidth_mbps: float, rtt_ms: float = 0.0) -> Cut:
-        return self.cut(self.best_cut_point(bandwidth_mbps, rtt_ms), bandwidth_mbps, rtt_ms)
+    def best_cut(self, bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0) -> Cut:
+        k = self.best_cut_point(bandwidth_mbps, rtt_ms, cloud_load)
+        return self.cut(k, bandwidth_mbps, rtt_ms, cloud_load)
 
 
-def _check_link(bandwidth_mbps: float, rtt_ms: float) -> None:
+def _check_link(bandwidth_mbps: float, rtt_ms: float, cloud_load: float = 1.0) -> None:
     if not bandwidth_mbps > 0:
         raise ValueError(f"bandwidth must be a positive number of Mbit/s, got {bandwidth_mbps}")
     if not rtt_ms >= 0:
         raise ValueError(f"RTT must be >= 0 ms, got {rtt_ms}")
+    if not cloud_load > 0:
+        raise ValueError(f"the cloud's load factor must be > 0, got {cloud_load}")

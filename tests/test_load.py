@@ -1,0 +1,73 @@
+"""The cloud's load figure, and a cut that moves toward the edge under load and back after it."""
+import threading
+import time
+
+import pytest
+import torch
+
+from net import load as load_module
+from net.cloud_server import CloudServer
+from net.edge_client import CloudClient
+from net.edge_runner import collaborative_inference
+from net.load import LoadMeter
+from predictor import LatencyPredictor, Planner
+
+
+def test_load_meter_rises_with_slow_requests_and_decays_when_idle(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(load_module.time, "monotonic", lambda: clock[0])
+    meter = LoadMeter()
+    meter.record(("m", 0), 10.0)  # the unloaded time
+    assert meter.factor() == 1.0
+    for _ in range(10):
+        meter.record(("m", 0), 40.0)  # 4x slower now
+    assert meter.factor() == pytest.approx(4.0, rel=0.1)
+    meter.record(("other", 3), 5.0)  # a new (model, cut) starts as its own baseline
+    assert meter.factor() > 2.0
+    clock[0] += 10 * load_module.HALF_LIFE_S  # idle: back to ~1
+    assert meter.factor() == pytest.approx(1.0, abs=0.01)
+
+
+def test_a_busy_cloud_moves_the_cut_home_and_back(monkeypatch, chain_models, image_batch):
+    monkeypatch.setattr(load_module, "HALF_LIFE_S", 0.3)
+    edge_model, busy_model = chain_models["le_net"], chain_models["alex_net"]
+    # LeNet on an edge 2x slower than this machine, at 1000 Mbit/s: all on the cloud when it is
+    # idle (k = 0), all on the edge once the cloud is twice as slow (checked on the predictions)
+    planner = Planner.for_model(edge_model, LatencyPredictor.load("edge"), LatencyPredictor.load("cloud"),
+                                edge_slowdown=2.0)
+    assert planner.best_cut_point(1000.0, 0.0, 1.0) == 0
+    assert planner.best_cut_point(1000.0, 0.0, 2.0) == len(edge_model)
+    with CloudServer("127.0.0.1", 0).start() as server:
+        edge = CloudClient(*server.address)
+        busy_input = torch.randn(1, 3, 224, 224)
+        with CloudClient(*server.address) as warm:  # unloaded times of the busy requests
+            for _ in range(3):
+                warm.infer("alex_net", busy_model.fingerprint, 0, busy_input)
+        idle = collaborative_inference(edge_model, planner, image_batch, edge, 1000.0, edge_slowdown=2.0)
+        assert idle.cut_point == 0 and idle.cloud_load < 1.5
+
+        stop = threading.Event()
+
+        def hammer():
+            with CloudClient(*server.address) as client:
+                while not stop.is_set():
+                    client.infer("alex_net", busy_model.fingerprint, 0, busy_input)
+
+        workers = [threading.Thread(target=hammer) for _ in range(6)]
+        for w in workers:
+            w.start()
+        try:
+            time.sleep(1.5)
+            edge.stats()  # any reply brings the current load
+            assert edge.cloud_load > 2.0
+            loaded = collaborative_inference(edge_model, planner, image_batch, edge, 1000.0, edge_slowdown=2.0)
+            assert loaded.cut_point == len(edge_model) and loaded.cloud_load > 2.0
+        finally:
+            stop.set()
+            for w in workers:
+                w.join(60)
+        time.sleep(2.0)  # idle: the load decays
+        edge.stats()
+        back = collaborative_inference(edge_model, planner, image_batch, edge, 1000.0, edge_slowdown=2.0)
+        edge.close()
+        assert back.cut_point == 0 and back.cloud_load < 1.5
