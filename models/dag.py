@@ -1,0 +1,146 @@
+"""DAG models (ResNet-18, GoogLeNet) as graphs traced by torch.fx: nodes are layers and the
+functional operations between them (add, concatenation, flatten, ...), edges are tensors.
+
+A partition runs a set of nodes on the edge, closed under their inputs; the outputs of edge
+nodes read by cloud nodes cross to the cloud, each once. `run_edge` and `run_cloud` execute the
+two sides op by op in the traced order, the same calls the traced module makes, so their
+composition is bitwise equal to the whole model (tested).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+from torchvision.models import googlenet, resnet18
+
+from models.chain import INPUT_SHAPE, weights_fingerprint
+
+DAG_SEED = 0
+
+
+def _googlenet() -> nn.Module:
+    # the auxiliary classifiers only run in training; inference has no use for them
+    return googlenet(weights=None, aux_logits=False, init_weights=True)
+
+
+_DAG_REGISTRY = {"res_net": lambda: resnet18(weights=None), "google_net": _googlenet}
+DAG_MODEL_NAMES: tuple[str, ...] = tuple(_DAG_REGISTRY)
+
+
+@dataclass(frozen=True)
+class DagNodeInfo:
+    name: str
+    inputs: tuple[str, ...]     # names of the nodes whose outputs this node reads
+    out_shape: tuple[int, ...]
+    out_bytes: int
+
+
+class DagModel:
+    """A traced model: its graph, each node's output shape, and partitioned execution."""
+
+    def __init__(self, name: str, module: nn.Module):
+        self.name = name
+        self.module = module.eval()
+        self.graph_module = fx.symbolic_trace(self.module)
+        self.input_shape = INPUT_SHAPE
+        with torch.no_grad():
+            ShapeProp(self.graph_module).propagate(torch.zeros(INPUT_SHAPE))
+        graph_nodes = list(self.graph_module.graph.nodes)
+        self._fx_nodes = {n.name: n for n in graph_nodes}
+        self.input_name = next(n.name for n in graph_nodes if n.op == "placeholder")
+        output = next(n for n in graph_nodes if n.op == "output")
+        self.output_name = output.args[0].name
+        self.nodes: dict[str, DagNodeInfo] = {}
+        for node in graph_nodes:
+            if node.op == "output":
+                continue
+            meta = node.meta["tensor_meta"]
+            inputs = tuple(a.name for a in node.all_input_nodes)
+            nbytes = meta.shape.numel() * torch.empty((), dtype=meta.dtype).element_size()
+            self.nodes[node.name] = DagNodeInfo(node.name, inputs, tuple(meta.shape), nbytes)
+        self._fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = weights_fingerprint(self.module.state_dict().values())
+        return self._fingerprint
+
+    def edges(self) -> list[tuple[str, str]]:
+        return [(u, v.name) for v in self.nodes.values() for u in v.inputs]
+
+    def fx_node(self, name: str) -> fx.Node:
+        return self._fx_nodes[name]
+
+    def _eval(self, node: fx.Node, env: dict[str, torch.Tensor]) -> torch.Tensor:
+        args = fx.node.map_arg(node.args, lambda n: env[n.name])
+        kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n.name])
+        if node.op == "call_module":
+            return self.graph_module.get_submodule(node.target)(*args, **kwargs)
+        if node.op == "call_function":
+            return node.target(*args, **kwargs)
+        if node.op == "call_method":
+            return getattr(args[0], node.target)(*args[1:], **kwargs)
+        if node.op == "get_attr":
+            return getattr(self.graph_module, node.target)
+        raise ValueError(f"cannot run node {node.name} ({node.op})")
+
+    def crossing(self, edge_nodes: Iterable[str]) -> list[str]:
+        """Edge nodes whose outputs a cloud node reads, in graph order."""
+        on_edge = set(edge_nodes)
+        read_by_cloud = {u for v in self.nodes.values() if v.name not in on_edge for u in v.inputs}
+        return [n for n in self.nodes if n in on_edge and n in read_by_cloud]
+
+    @torch.no_grad()
+    def run_edge(self, x: torch.Tensor, edge_nodes: Iterable[str]) -> dict[str, torch.Tensor]:
+        """Run the edge nodes on input x; return the tensors that cross (by node name), or the
+        model's output under its name when every node is on the edge."""
+        on_edge = set(edge_nodes) | {self.input_name}
+        env = {self.input_name: x}
+        for name in self.nodes:
+            if name in on_edge and name != self.input_name:
+                env[name] = self._eval(self._fx_nodes[name], env)
+        if self.output_name in on_edge:
+            return {self.output_name: env[self.output_name]}
+        return {name: env[name] for name in self.crossing(on_edge)}
+
+    @torch.no_grad()
+    def run_cloud(self, provided: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Run every node the output still needs, given the crossing tensors by node name."""
+        if self.output_name in provided:
+            return provided[self.output_name]
+        env = dict(provided)
+        needed = self._needed(set(provided))
+        for name in self.nodes:
+            if name in needed:
+                env[name] = self._eval(self._fx_nodes[name], env)
+        return env[self.output_name]
+
+    def _needed(self, provided: set[str]) -> set[str]:
+        """Nodes to compute on the cloud: ancestors of the output not cut off by `provided`.
+        ValueError when the output needs the model's input (an invalid set of tensors)."""
+        needed, stack = set(), [self.output_name]
+        while stack:
+            name = stack.pop()
+            if name in provided or name in needed:
+                continue
+            if name == self.input_name:
+                raise ValueError("these tensors do not cut the model off its input")
+            needed.add(name)
+            stack.extend(self.nodes[name].inputs)
+        return needed
+
+
+def get_dag_model(name: str, weights: str | Path | None = None) -> DagModel:
+    if name not in _DAG_REGISTRY:
+        raise ValueError(f"unknown DAG model {name!r}; valid: {', '.join(DAG_MODEL_NAMES)}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(DAG_SEED)
+        module = _DAG_REGISTRY[name]()
+    if weights is not None:
+        module.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return DagModel(name, module)

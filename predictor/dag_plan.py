@@ -1,0 +1,49 @@
+"""Predicted per-node latencies of a traced DAG model, and its min-cut partition at a link."""
+from __future__ import annotations
+
+import operator
+
+import torch
+import torch.nn.functional as F
+
+from models.dag import DagModel
+from predictor.dag_cut import DagNode, DagPartition, min_cut_partition
+from predictor.features import op_spec
+from predictor.regression import LatencyPredictor
+
+# Functional operations in the traced graphs, by the kind whose regression predicts them.
+# Concatenation is one copy of every output element, like the add of a skip connection: it is
+# predicted with the add regression, on the output's elements (not profiled on its own yet).
+_ELEMENTWISE = {operator.add: "add", torch.add: "add", torch.cat: "add", torch.relu: "relu",
+                F.relu: "relu"}
+_FREE = {torch.flatten}
+
+
+def node_spec(model: DagModel, name: str) -> dict | None:
+    """The spec the predictors take for node `name`; None for a node that costs nothing."""
+    node = model.fx_node(name)
+    info = model.nodes[name]
+    if node.op == "placeholder" or (node.op == "call_function" and node.target in _FREE):
+        return None
+    if node.op == "call_module":
+        first_input = model.nodes[info.inputs[0]]
+        return op_spec(model.graph_module.get_submodule(node.target), first_input.out_shape)
+    if node.op == "call_function" and node.target in _ELEMENTWISE:
+        return {"kind": _ELEMENTWISE[node.target], "in_shape": list(info.out_shape)}
+    raise TypeError(f"no latency predictor for node {name} ({node.op} {node.target})")
+
+
+class DagPlanner:
+    def __init__(self, model: DagModel, edge: LatencyPredictor, cloud: LatencyPredictor,
+                 edge_slowdown: float = 1.0):
+        self.model = model
+        self.nodes: dict[str, DagNode] = {}
+        for name, info in model.nodes.items():
+            spec = node_spec(model, name)
+            edge_ms = 0.0 if spec is None else edge_slowdown * edge.predict_op_ms(spec, info.out_shape)
+            cloud_ms = 0.0 if spec is None else cloud.predict_op_ms(spec, info.out_shape)
+            self.nodes[name] = DagNode(name, edge_ms, cloud_ms, info.out_bytes)
+        self.edges = model.edges()
+
+    def best_partition(self, bandwidth_mbps: float, rtt_ms: float = 0.0) -> DagPartition:
+        return min_cut_partition(self.nodes, self.edges, self.model.input_name, bandwidth_mbps, rtt_ms)

@@ -1,0 +1,69 @@
+"""DAG models traced by torch.fx: split execution is exact, the min-cut plan is runnable."""
+import pytest
+import torch
+
+from models.dag import DAG_MODEL_NAMES, get_dag_model
+from predictor import LatencyPredictor
+from predictor.dag_cut import is_valid
+from predictor.dag_plan import DagPlanner
+
+
+@pytest.fixture(scope="module")
+def dag_models():
+    return {name: get_dag_model(name) for name in DAG_MODEL_NAMES}
+
+
+@pytest.fixture(scope="module")
+def x():
+    return torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(3))
+
+
+def test_traced_graph_equals_the_module(dag_models, x):
+    for model in dag_models.values():
+        with torch.no_grad():
+            assert torch.equal(model.graph_module(x.clone()), model.module(x.clone()))
+
+
+@pytest.mark.parametrize("name", DAG_MODEL_NAMES)
+def test_every_prefix_cut_is_exact_and_some_send_several_tensors(dag_models, x, name):
+    model = dag_models[name]
+    with torch.no_grad():
+        whole = model.module(x.clone())
+    names = list(model.nodes)
+    widest = 0
+    for k in range(1, len(names) + 1):  # every prefix of the traced order is a valid partition
+        edge_nodes = set(names[:k])
+        sent = model.run_edge(x.clone(), edge_nodes)
+        widest = max(widest, len(sent))
+        assert torch.equal(model.run_cloud(sent), whole), f"{name}: cut after {names[k - 1]}"
+    # inside a residual block (ResNet: the skip and the branch) or an inception block (GoogLeNet:
+    # its four branches) several tensors cross
+    assert widest >= (2 if name == "res_net" else 4)
+
+
+def test_a_set_of_tensors_that_does_not_cut_the_input_off_is_refused(dag_models, x):
+    model = dag_models["res_net"]
+    sent = model.run_edge(x.clone(), {"x", "conv1", "bn1", "relu", "maxpool", "layer1_0_conv1"})
+    sent.pop("maxpool")  # the skip connection's tensor is missing
+    with pytest.raises(ValueError, match="input"):
+        model.run_cloud(sent)
+
+
+@pytest.mark.parametrize("name", DAG_MODEL_NAMES)
+@pytest.mark.parametrize("bandwidth_mbps", [0.001, 1.1, 18.88, 1e6])
+def test_min_cut_plan_is_valid_and_runs_exactly(dag_models, x, name, bandwidth_mbps):
+    model = dag_models[name]
+    planner = DagPlanner(model, LatencyPredictor.load("edge"), LatencyPredictor.load("cloud"), edge_slowdown=5.0)
+    plan = planner.best_partition(bandwidth_mbps)
+    assert is_valid(planner.edges, plan.edge_nodes, model.input_name)
+    if bandwidth_mbps == 0.001:
+        assert plan.edge_nodes == set(model.nodes)  # no link: everything stays on the edge
+    if bandwidth_mbps == 1e6:
+        assert plan.edge_nodes == {model.input_name}  # a free link to a 5x faster cloud
+    with torch.no_grad():
+        whole = model.module(x.clone())
+    assert torch.equal(model.run_cloud(model.run_edge(x.clone(), plan.edge_nodes)), whole)
+
+
+def test_fingerprints_are_deterministic():
+    assert get_dag_model("res_net").fingerprint == get_dag_model("res_net").fingerprint
