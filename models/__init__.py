@@ -13,7 +13,7 @@ WEIGHTS_SEED = 0
 
 # name -> module with reference() (the architecture) and to_chain() (its units)
 _REGISTRY = {"alex_net": alexnet, "vgg_net": vgg, "le_net": lenet, "mobile_net": mobilenet}
-MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)  # the chain models
 
 
 class UnknownModelError(ValueError):
@@ -47,5 +47,10 @@ def get_dnn_model(name: str, weights: str | Path | None = None, device: str = "c
     return _REGISTRY[name].to_chain(reference).to(device).eval()
 
 
-__all__ = ["INPUT_SHAPE", "MODEL_NAMES", "ChainModel", "UnknownModelError", "build_reference",
+from models.dag import DAG_MODEL_NAMES  # noqa: E402  (models.dag needs models.chain only)
+
+# Every model the scripts accept: the chains, then the DAGs (traced graphs, models/dag.py).
+ALL_MODEL_NAMES: tuple[str, ...] = MODEL_NAMES + DAG_MODEL_NAMES
+
+__all__ = ["ALL_MODEL_NAMES", "DAG_MODEL_NAMES", "INPUT_SHAPE", "MODEL_NAMES", "ChainModel", "UnknownModelError", "build_reference",
            "check_model_name", "get_dnn_model", "model_partition", "weights_fingerprint"]

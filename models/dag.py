@@ -45,7 +45,7 @@ class DagModel:
     def __init__(self, name: str, module: nn.Module):
         self.name = name
         self.module = module.eval()
-        self.graph_module = fx.symbolic_trace(self.module)
+        self.graph_module = _without_inplace(fx.symbolic_trace(self.module))
         self.input_shape = INPUT_SHAPE
         with torch.no_grad():
             ShapeProp(self.graph_module).propagate(torch.zeros(INPUT_SHAPE))
@@ -63,6 +63,17 @@ class DagModel:
             nbytes = meta.shape.numel() * torch.empty((), dtype=meta.dtype).element_size()
             self.nodes[node.name] = DagNodeInfo(node.name, inputs, tuple(meta.shape), nbytes)
         self._fingerprint: str | None = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.graph_module(x)
+
+    def __len__(self) -> int:
+        """Nodes that compute (the input is not one): a partition puts 0..len of them on the edge."""
+        return len(self.nodes) - 1
+
+    def prefix(self, k: int) -> set[str]:
+        """The first k computing nodes in traced order, and the input: a valid edge side."""
+        return set(list(self.nodes)[:k + 1])
 
     @property
     def fingerprint(self) -> str:
@@ -114,13 +125,13 @@ class DagModel:
         if self.output_name in provided:
             return provided[self.output_name]
         env = dict(provided)
-        needed = self._needed(set(provided))
+        needed = self.needed_nodes(set(provided))
         for name in self.nodes:
             if name in needed:
                 env[name] = self._eval(self._fx_nodes[name], env)
         return env[self.output_name]
 
-    def _needed(self, provided: set[str]) -> set[str]:
+    def needed_nodes(self, provided: set[str]) -> set[str]:
         """Nodes to compute on the cloud: ancestors of the output not cut off by `provided`.
         ValueError when the output needs the model's input (an invalid set of tensors)."""
         needed, stack = set(), [self.output_name]
@@ -133,6 +144,20 @@ class DagModel:
             needed.add(name)
             stack.extend(self.nodes[name].inputs)
         return needed
+
+
+def _without_inplace(graph_module: fx.GraphModule) -> fx.GraphModule:
+    """The same computation with every in-place activation made out-of-place. Split execution
+    runs the edge's nodes before any cloud node; an in-place op there could change a tensor a
+    cloud node should read as it was. The values are identical either way."""
+    for module in graph_module.modules():
+        if getattr(module, "inplace", False):
+            module.inplace = False
+    for node in graph_module.graph.nodes:
+        if node.kwargs.get("inplace"):
+            node.kwargs = {**node.kwargs, "inplace": False}
+    graph_module.recompile()
+    return graph_module
 
 
 def get_dag_model(name: str, weights: str | Path | None = None) -> DagModel:

@@ -11,7 +11,7 @@ import threading
 
 import torch
 
-from models import MODEL_NAMES
+from models import ALL_MODEL_NAMES
 from net.cloud_server import DEFAULT_HOST, DEFAULT_PORT, CloudServer
 from net.monitor_server import MonitorServer
 from net import auth
@@ -29,7 +29,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
     p.add_argument("--max-frame-mb", type=float, default=DEFAULT_MAX_FRAME_BYTES / 2**20,
                    help="largest request accepted, MiB (default 64)")
-    p.add_argument("--preload", nargs="+", choices=MODEL_NAMES, default=[], metavar="MODEL",
+    p.add_argument("--preload", nargs="+", choices=ALL_MODEL_NAMES, default=[], metavar="MODEL",
                    help="build these models before serving (default: each on its first request)")
     p.add_argument("--token", help=f"require edges to prove this shared token (HMAC; default: "
                    f"${auth.TOKEN_ENV} if set); frames are then authenticated, not encrypted")

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from models import MODEL_NAMES, ChainModel, get_dnn_model
+from models import ALL_MODEL_NAMES, DAG_MODEL_NAMES, ChainModel, get_dnn_model
+from models.dag import DagModel, get_dag_model
 from net.frame_server import FrameServer, Reply, RequestError, serve_probes
 from net.load import LoadMeter
 from net.protocol import DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION
@@ -27,6 +28,25 @@ from utils.classes import top_k
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9999
+
+
+def _validate_dag_request(model: DagModel, entries: list[dict]) -> None:
+    """The tensors of a DAG request: node outputs of the right shapes that cut the input off."""
+    if not entries:
+        raise RequestError("bad_tensor", f"a {model.name} request sends at least one node's output")
+    for e in entries:
+        node = model.nodes.get(e["name"])
+        if node is None or e["dtype"] != "float32" or e["shape"] != list(node.out_shape):
+            expected = f"float32 {list(node.out_shape)}" if node else "a node of the model"
+            raise RequestError("bad_tensor", f"{model.name}: tensor {e['name']!r:.60} ({e['dtype']} "
+                                             f"{e['shape']!r:.60}) is not {expected}")
+    names = {e["name"] for e in entries}
+    if model.output_name in names:
+        raise RequestError("bad_cut", f"{model.name}: the edge computed the output; nothing to run")
+    try:
+        model.needed_nodes(names)
+    except ValueError as e:
+        raise RequestError("bad_cut", f"{model.name}: {e}") from None
 
 
 class ModelCache:
@@ -38,13 +58,18 @@ class ModelCache:
         self._models: dict[str, tuple[ChainModel, ModelInfo]] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: str) -> tuple[ChainModel, ModelInfo]:
+    def get(self, name: str) -> tuple[ChainModel | DagModel, ModelInfo | None]:
+        """A chain model with its shapes, or a DAG model (which carries its own) and None."""
         with self._lock:
             if name not in self._models:
-                model = get_dnn_model(name, self.weights.get(name))
+                if name in DAG_MODEL_NAMES:
+                    model, info = get_dag_model(name, self.weights.get(name)), None
+                    model.graph_module(torch.zeros(model.input_shape))  # warm-up pass
+                else:
+                    model = get_dnn_model(name, self.weights.get(name))
+                    info = analyze(model)  # also the warm-up pass: the first forward is the slowest
                 model.fingerprint  # hashing VGG16-BN's weights takes ~0.5 s: once, here
-                info = analyze(model)  # also the warm-up pass: the first forward is the slowest
-                self._models[name] = (model.to(self.device), info)
+                self._models[name] = (model, info)
             return self._models[name]
 
 
@@ -72,12 +97,12 @@ class CloudServer(FrameServer):
             self._check_weights(header.get("model"), header.get("fingerprint"))
 
     def _hello(self, header: dict, tensors) -> Reply:
-        return {"type": "hello", "version": PROTOCOL_VERSION, "models": list(MODEL_NAMES)}, None
+        return {"type": "hello", "version": PROTOCOL_VERSION, "models": list(ALL_MODEL_NAMES)}, None
 
-    def _check_weights(self, name, fingerprint) -> tuple[ChainModel, ModelInfo]:
-        if name not in MODEL_NAMES:
+    def _check_weights(self, name, fingerprint):
+        if name not in ALL_MODEL_NAMES:
             raise RequestError("unknown_model", f"unknown model {name!r:.40}; this cloud serves: "
-                                                f"{', '.join(MODEL_NAMES)}")
+                                                f"{', '.join(ALL_MODEL_NAMES)}")
         model, info = self.models.get(name)
         if fingerprint != model.fingerprint:
             raise RequestError("weights_mismatch", f"edge holds {name} weights {fingerprint!r:.40}, cloud "
@@ -90,7 +115,9 @@ class CloudServer(FrameServer):
     # -- infer ---------------------------------------------------------------------------------
     def _validate_infer(self, header: dict) -> None:
         """Model, weights, cut, and the tensor's dtype and shape, before its bytes are read."""
-        _, info = self._check_weights(header.get("model"), header.get("fingerprint"))
+        model, info = self._check_weights(header.get("model"), header.get("fingerprint"))
+        if info is None:
+            return _validate_dag_request(model, header["tensors"])
         cut, n = header.get("cut"), len(info.units)
         if type(cut) is not int or not 0 <= cut < n:
             raise RequestError("bad_cut", f"cut {cut!r:.20} is outside 0..{n - 1} for {info.name} "
@@ -104,13 +131,16 @@ class CloudServer(FrameServer):
                                              f"of shape {expected_shape}, got {got!r:.200}")
 
     def _infer(self, header: dict, tensors: dict[str, torch.Tensor]) -> Reply:
-        model, _ = self.models.get(header["model"])
-        x = tensors["x"].to(self.models.device)
+        model, info = self.models.get(header["model"])
+        tensors = {name: t.to(self.models.device) for name, t in tensors.items()}
         with torch.no_grad():
             t0 = time.perf_counter()
-            logits = model[header["cut"]:](x)
+            if info is None:  # a DAG: run every node the output still needs
+                logits = model.run_cloud(tensors)
+            else:
+                logits = model[header["cut"]:](tensors["x"])
             cloud_ms = (time.perf_counter() - t0) * 1e3
-        self.load.record((header["model"], header["cut"]), cloud_ms)
+        self.load.record((header["model"], header.get("cut"), *sorted(tensors)), cloud_ms)
         with self._served_lock:
             self.served += 1
         reply = {"type": "result", "top5": top_k(logits), "cloud_ms": cloud_ms}

@@ -177,9 +177,18 @@ class CloudClient:
 
     def infer(self, model: str, fingerprint: str, cut: int, x: torch.Tensor,
               want_logits: bool = False) -> InferReply:
-        header = {"type": "infer", "model": model, "cut": cut, "fingerprint": fingerprint,
-                  "want_logits": want_logits}
-        reply, tensors, sent, wall_ms = self._request(header, {"x": x.contiguous()})
+        """A chain model at cut k: the edge ran units 1..k and sends their output."""
+        return self.infer_tensors(model, fingerprint, {"x": x}, want_logits, cut=cut)
+
+    def infer_tensors(self, model: str, fingerprint: str, tensors: dict[str, torch.Tensor],
+                      want_logits: bool = False, cut: int | None = None) -> InferReply:
+        """Any model: the named tensors the edge sends (for a DAG model, node outputs by node
+        name; the cloud runs what the output still needs)."""
+        header = {"type": "infer", "model": model, "fingerprint": fingerprint, "want_logits": want_logits}
+        if cut is not None:
+            header["cut"] = cut
+        tensors = {name: t.contiguous() for name, t in tensors.items()}
+        reply, tensors, sent, wall_ms = self._request(header, tensors)
         cloud_ms = float(reply["cloud_ms"])
         return InferReply(reply["top5"], tensors.get("logits"), cloud_ms, wall_ms - cloud_ms, sent)
 

@@ -9,15 +9,17 @@ from pathlib import Path
 
 import torch
 
-from models import MODEL_NAMES, get_dnn_model
+from models import ALL_MODEL_NAMES, DAG_MODEL_NAMES, get_dnn_model
+from models.dag import DagModel, get_dag_model
 from net import auth
 from net.cloud_server import DEFAULT_HOST, DEFAULT_PORT
 from net.edge_client import CloudClient, CloudRefused, CloudUnavailable
-from net.edge_runner import EdgeReport, collaborative_inference
+from net.edge_runner import EdgeReport, collaborative_inference, dag_collaborative_inference
 from net.link import LinkPacer
 from net.local_cloud import LocalCloud
 from net.monitor_client import SpeedtestUnavailable, measure_bandwidth_mbps, speedtest_uplink_mbps
 from predictor import LatencyPredictor, Planner
+from predictor.dag_plan import DagPlanner
 from predictor.deploy import warn_if_other_machine
 from utils.classes import imagenet_categories
 from utils.cli import add_connection_args, bandwidth_arg, non_negative_ms, slowdown_arg
@@ -38,8 +40,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_connection_args(p, DEFAULT_HOST, DEFAULT_PORT)
     p.add_argument("--token", help=f"shared token the cloud requires (default: ${auth.TOKEN_ENV} if set)")
-    p.add_argument("-t", "--model", default="alex_net", choices=MODEL_NAMES, metavar="MODEL",
-                   help=f"one of {', '.join(MODEL_NAMES)} (default alex_net)")
+    p.add_argument("-t", "--model", default="alex_net", choices=ALL_MODEL_NAMES, metavar="MODEL",
+                   help=f"one of {', '.join(ALL_MODEL_NAMES)} (default alex_net)")
     p.add_argument("--bandwidth", type=bandwidth_or_speedtest, metavar="MBPS|3g|lte|wifi|speedtest",
                    help="uplink in Mbit/s or a preset; shapes the uplink to it (see --no-shaping). "
                         "'speedtest' measures the internet uplink with speedtest-cli (needs "
@@ -48,7 +50,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                    help="use --bandwidth only to choose the cut, do not pace the uplink (real links)")
     p.add_argument("--rtt", type=non_negative_ms, default=0.0, help="round-trip time in ms, added "
                    "to every request when shaping (default 0)")
-    p.add_argument("--partition", type=int, metavar="K", help="force the cut: the edge runs units 1..K")
+    p.add_argument("--partition", type=int, metavar="K", help="force the cut: the edge runs units 1..K "
+                   "(DAG models: the first K nodes in traced order)")
     p.add_argument("--image", type=Path, help="JPEG/PNG to classify (default: a fixed random tensor)")
     p.add_argument("--weights", type=Path, help="torchvision state dict for MODEL (both sides must hold it)")
     p.add_argument("--edge-slowdown", type=slowdown_arg, default=1.0, metavar="F",
@@ -91,7 +94,10 @@ def main(argv=None, description: str = "") -> int:
         parser.exit(2, f"error: weights file not found: {args.weights}\n")
     torch.set_num_threads(EDGE_THREADS)
     try:
-        model = get_dnn_model(args.model, args.weights, device.type)
+        if args.model in DAG_MODEL_NAMES:
+            model = get_dag_model(args.model, args.weights)
+        else:
+            model = get_dnn_model(args.model, args.weights, device.type)
     except (RuntimeError, OSError, ValueError) as e:
         parser.exit(2, f"error: cannot load {args.weights} into {args.model}: {str(e).splitlines()[0]}\n")
     if args.partition is not None and not 0 <= args.partition <= len(model):
@@ -119,12 +125,21 @@ def main(argv=None, description: str = "") -> int:
     return _run(args, model, x, args.ip, args.port)
 
 
+def _classes(model) -> int:
+    with torch.no_grad():
+        return model(torch.zeros(model.input_shape)).shape[-1]
+
+
 def _run(args, model, x, host: str, port: int) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         edge, cloud = LatencyPredictor.load("edge"), LatencyPredictor.load("cloud")
         warn_if_other_machine(edge)
-    planner = Planner.for_model(model, edge, cloud, edge_slowdown=args.edge_slowdown)
+    is_dag = isinstance(model, DagModel)
+    if is_dag:
+        planner = DagPlanner(model, edge, cloud, edge_slowdown=args.edge_slowdown)
+    else:
+        planner = Planner.for_model(model, edge, cloud, edge_slowdown=args.edge_slowdown)
     shaping = args.bandwidth is not None and not args.no_shaping
     pacer = LinkPacer(args.bandwidth) if shaping else None
     client = CloudClient(host, port, pacer=pacer, rtt_ms=args.rtt if shaping else 0.0,
@@ -146,8 +161,13 @@ def _run(args, model, x, host: str, port: int) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     try:
-        report = collaborative_inference(model, planner, x, client, bandwidth_mbps, args.rtt,
-                                         args.partition, args.edge_slowdown, unavailable=unavailable)
+        if is_dag:
+            edge_nodes = None if args.partition is None else model.prefix(args.partition)
+            report = dag_collaborative_inference(model, planner, x, client, bandwidth_mbps, args.rtt,
+                                                 edge_nodes, args.edge_slowdown, unavailable=unavailable)
+        else:
+            report = collaborative_inference(model, planner, x, client, bandwidth_mbps, args.rtt,
+                                             args.partition, args.edge_slowdown, unavailable=unavailable)
     except CloudRefused as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -157,7 +177,7 @@ def _run(args, model, x, host: str, port: int) -> int:
     if report.fallback and args.no_fallback:
         print(f"error: {report.fallback_reason}", file=sys.stderr)
         return 1
-    categories = imagenet_categories() if args.weights and model[-1].out_features == 1000 else None
+    categories = imagenet_categories() if args.weights and len(report.top5) and _classes(model) == 1000 else None
     print_report(report, categories)
     if args.json:
         print(json.dumps(report.to_json_dict()))

@@ -13,8 +13,11 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from models import ChainModel
-from net.edge_client import CloudClient, CloudUnavailable
+from models.dag import DagModel
+from net.edge_client import CloudClient, CloudUnavailable, InferReply
 from predictor import Planner
+from predictor.dag_cut import partition_cost
+from predictor.dag_plan import DagPlanner
 from utils.classes import top_k
 
 
@@ -45,12 +48,15 @@ class EdgeReport:
     fallback: bool = False
     fallback_reason: str | None = None
     retries: int = 0  # requests sent again on a new connection before the cloud answered
+    crossing: list[str] | None = None  # DAG models: the nodes whose outputs were sent
     overhead_ms: float = 0.0
     logits: torch.Tensor | None = field(default=None, repr=False)
 
     def to_json_dict(self) -> dict:
         d = asdict(self)
         d.pop("logits")
+        if d["crossing"] is None:  # chain models: the cut point says it all
+            d.pop("crossing")
         for key in ("predicted_ms", "measured_ms"):
             d[key] = {k: round(v, 4) for k, v in d[key].items()}
         d["overhead_ms"] = round(d["overhead_ms"], 4)
@@ -69,6 +75,20 @@ def run_units(units, x: torch.Tensor, slowdown: float = 1.0) -> torch.Tensor:
     if slowdown > 1.0:
         time.sleep((slowdown - 1.0) * (time.perf_counter() - t0))
     return x
+
+
+def ask_cloud(client: CloudClient, model: str, fingerprint: str, tensors: dict[str, torch.Tensor],
+              cut: int | None = None) -> tuple[InferReply | None, str | None, int]:
+    """(reply, None, retries) from the cloud, or (None, why not, retries) when it is unavailable.
+    A failed request is sent once more on a new connection before the edge gives up: behind a
+    load balancer the new connection reaches a live backend (requests are idempotent)."""
+    reason = None
+    for attempt in range(1 + CLOUD_RETRIES):
+        try:
+            return client.infer_tensors(model, fingerprint, tensors, want_logits=True, cut=cut), None, attempt
+        except CloudUnavailable as e:
+            reason = str(e)
+    return None, reason, CLOUD_RETRIES
 
 
 def collaborative_inference(model: ChainModel, planner: Planner, x: torch.Tensor,
@@ -99,18 +119,10 @@ def collaborative_inference(model: ChainModel, planner: Planner, x: torch.Tensor
     if k == n:
         logits = y
     else:
-        # A failed request is sent once more on a new connection before the edge gives up: behind
-        # a load balancer the new connection reaches a live backend (requests are idempotent).
-        for attempt in range(1 + CLOUD_RETRIES):
-            try:
-                reply = client.infer(model.name, model.fingerprint, k, y, want_logits=True)
-            except CloudUnavailable as e:
-                fallback_reason = str(e)
-                continue
-            logits, fallback_reason, retries = reply.logits, None, attempt
+        reply, fallback_reason, retries = ask_cloud(client, model.name, model.fingerprint, {"x": y}, cut=k)
+        if reply is not None:
+            logits, transfer_bytes = reply.logits, reply.transfer_bytes
             measured.transfer, measured.cloud = reply.transfer_ms, reply.cloud_ms
-            transfer_bytes = reply.transfer_bytes
-            break
     if k < n and fallback_reason is not None:  # finish here what the cloud would have run
         t0 = time.perf_counter()
         logits = run_units(model[k:], y, edge_slowdown)
@@ -123,5 +135,56 @@ def collaborative_inference(model: ChainModel, planner: Planner, x: torch.Tensor
         predicted_ms=Times(predicted.edge_ms, predicted.transfer_ms, predicted.cloud_ms, predicted.total_ms),
         measured_ms=measured, top5=top_k(logits), fallback=fallback_reason is not None,
         fallback_reason=fallback_reason, retries=retries,
+        overhead_ms=measured.total - measured.edge - measured.transfer - measured.cloud,
+        logits=logits if want_logits else None)
+
+
+def dag_collaborative_inference(model: DagModel, planner: DagPlanner, x: torch.Tensor,
+                                client: CloudClient | None, bandwidth_mbps: float | None,
+                                rtt_ms: float = 0.0, edge_nodes: set[str] | None = None,
+                                edge_slowdown: float = 1.0, want_logits: bool = False,
+                                unavailable: str | None = None) -> EdgeReport:
+    """`collaborative_inference` for a DAG model: the edge runs `edge_nodes` (default: the
+    min-cut partition), sends every tensor that crosses in one request, the cloud the rest.
+    `cut_point` is the number of nodes on the edge; `crossing` lists the nodes sent."""
+    names = list(model.nodes)
+    if client is None:
+        edge_nodes = set(names)
+    elif edge_nodes is None:
+        edge_nodes = set(planner.best_partition(bandwidth_mbps, rtt_ms).edge_nodes)
+    edge_nodes = set(edge_nodes) | {model.input_name}
+    predicted = partition_cost(planner.nodes, planner.edges, edge_nodes, bandwidth_mbps or 1.0, rtt_ms)
+    measured = Times()
+    fallback_reason = unavailable if client is None else None
+    transfer_bytes = retries = 0
+
+    t_ready = time.perf_counter()
+    sent = model.run_edge(x, edge_nodes)
+    if edge_slowdown > 1.0:
+        time.sleep((edge_slowdown - 1.0) * (time.perf_counter() - t_ready))
+    measured.edge = (time.perf_counter() - t_ready) * 1e3
+    all_edge = model.output_name in sent
+    if all_edge:
+        logits = sent[model.output_name]
+    else:
+        reply, fallback_reason, retries = ask_cloud(client, model.name, model.fingerprint, sent)
+        if reply is not None:
+            logits, transfer_bytes = reply.logits, reply.transfer_bytes
+            measured.transfer, measured.cloud = reply.transfer_ms, reply.cloud_ms
+        else:  # finish here what the cloud would have run
+            t0 = time.perf_counter()
+            logits = model.run_cloud(sent)
+            if edge_slowdown > 1.0:
+                time.sleep((edge_slowdown - 1.0) * (time.perf_counter() - t0))
+            measured.edge += (time.perf_counter() - t0) * 1e3
+    measured.total = (time.perf_counter() - t_ready) * 1e3
+    crossing = [] if all_edge else list(sent)
+    return EdgeReport(
+        model=model.name, cut_point=len(edge_nodes) - 1, num_units=len(names) - 1,
+        cut_layer=f"sends {', '.join(crossing)}" if crossing else "all on the edge",
+        bandwidth_mbps=bandwidth_mbps, rtt_ms=rtt_ms, cloud_load=1.0, transfer_bytes=transfer_bytes,
+        predicted_ms=Times(predicted.edge_ms, predicted.transfer_ms, predicted.cloud_ms, predicted.total_ms),
+        measured_ms=measured, top5=top_k(logits), fallback=fallback_reason is not None,
+        fallback_reason=fallback_reason, retries=retries, crossing=crossing,
         overhead_ms=measured.total - measured.edge - measured.transfer - measured.cloud,
         logits=logits if want_logits else None)

@@ -38,8 +38,10 @@ class LocalCloud:
         line = self.process.stdout.readline()  # the child prints each address once it listens
         match = pattern.match(line)
         if not match:
+            self.process.kill()
+            why = line or self.process.stderr.read()[-2000:]
             self.close()
-            raise CloudUnavailable(f"the local cloud did not start: {line or self.process.stderr.read()}".strip())
+            raise CloudUnavailable(f"the local cloud did not start: {why}".strip())
         return match.group(1), int(match.group(2))
 
     def close(self) -> None:

@@ -14,13 +14,15 @@ from pathlib import Path
 import torch
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from models import MODEL_NAMES, ChainModel, get_dnn_model
+from models import DAG_MODEL_NAMES, MODEL_NAMES, ChainModel, get_dnn_model
+from models.dag import DagModel, get_dag_model
 from net.edge_client import CloudClient, CloudRefused, CloudUnavailable
-from net.edge_runner import collaborative_inference
+from net.edge_runner import collaborative_inference, dag_collaborative_inference
 from net.link import LinkPacer
 from net.monitor_client import measure_bandwidth_mbps
 from net.trace import TracePoint
 from predictor import LatencyPredictor, Planner
+from predictor.dag_plan import DagPlanner
 
 log = logging.getLogger("neurosurgeon.tasks")
 DEFAULT_NUM_TASKS = 40
@@ -101,28 +103,33 @@ class TaskRunner:
     rtt_ms: float = 0.0
     edge_slowdown: float = 1.0
     weights: dict[str, Path] = field(default_factory=dict)
-    _models: dict[str, tuple[ChainModel, Planner]] = field(default_factory=dict)
+    _models: dict[str, tuple[ChainModel | DagModel, Planner | DagPlanner]] = field(default_factory=dict)
 
-    def model(self, name: str) -> tuple[ChainModel, Planner]:
+    def model(self, name: str) -> tuple[ChainModel | DagModel, Planner | DagPlanner]:
         """Built once per name, warmed up, fingerprinted: tasks time inference, not start-up."""
         if name not in self._models:
-            model = get_dnn_model(name, self.weights.get(name))
+            if name in DAG_MODEL_NAMES:
+                model = get_dag_model(name, self.weights.get(name))
+                planner = DagPlanner(model, self.edge, self.cloud, self.edge_slowdown)
+            else:
+                model = get_dnn_model(name, self.weights.get(name))
+                planner = Planner.for_model(model, self.edge, self.cloud, self.edge_slowdown)
             with torch.no_grad():
                 model(self.x.clone())
             model.fingerprint
-            self._models[name] = (model, Planner.for_model(model, self.edge, self.cloud, self.edge_slowdown))
+            self._models[name] = (model, planner)
         return self._models[name]
 
     def run_task(self, task: int, name: str, bandwidth_mbps: float | None, started: float) -> dict:
         model, planner = self.model(name)
+        infer = dag_collaborative_inference if isinstance(model, DagModel) else collaborative_inference
         start_s = time.monotonic() - started
         if bandwidth_mbps is None:  # never measured: the cloud is unreachable, the edge does all
-            report = collaborative_inference(model, planner, self.x, None, None, self.rtt_ms,
-                                             edge_slowdown=self.edge_slowdown,
-                                             unavailable="uplink never measured: cloud unreachable")
+            report = infer(model, planner, self.x, None, None, self.rtt_ms, edge_slowdown=self.edge_slowdown,
+                           unavailable="uplink never measured: cloud unreachable")
         else:
-            report = collaborative_inference(model, planner, self.x, self.client, bandwidth_mbps,
-                                             self.rtt_ms, edge_slowdown=self.edge_slowdown)
+            report = infer(model, planner, self.x, self.client, bandwidth_mbps, self.rtt_ms,
+                           edge_slowdown=self.edge_slowdown)
         p, m = report.predicted_ms, report.measured_ms
         n = len(model)
         return {
@@ -134,9 +141,8 @@ class TaskRunner:
             "measured_edge_ms": m.edge, "measured_transfer_ms": m.transfer,
             "measured_cloud_ms": m.cloud, "measured_total_ms": m.total,
             "overhead_ms": report.overhead_ms, "transfer_bytes": report.transfer_bytes,
-            "predicted_edge_only_ms": planner.cut(n, 1.0).total_ms,
-            "predicted_cloud_only_ms": (planner.cut(0, bandwidth_mbps, self.rtt_ms).total_ms
-                                        if bandwidth_mbps else None),
+            "predicted_edge_only_ms": planner.edge_only_ms(),
+            "predicted_cloud_only_ms": planner.cloud_only_ms(bandwidth_mbps, self.rtt_ms) if bandwidth_mbps else None,
             "fallback": report.fallback, "fallback_reason": report.fallback_reason or "",
             "retries": report.retries, "cloud_load": report.cloud_load,
             "top1": report.top5[0][0],

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from models import MODEL_NAMES
+from models import ALL_MODEL_NAMES
 from net import auth
 from net.cloud_server import DEFAULT_HOST, DEFAULT_PORT
 from net.edge_client import CloudClient, CloudUnavailable
@@ -31,10 +31,10 @@ EDGE_THREADS = 1
 
 def task_list(text: str) -> list[str]:
     names = [t.strip() for t in text.split(",") if t.strip()]
-    unknown = [n for n in names if n not in MODEL_NAMES]
+    unknown = [n for n in names if n not in ALL_MODEL_NAMES]
     if not names or unknown:
         raise argparse.ArgumentTypeError(f"unknown model(s) {', '.join(unknown) or '(none given)'}; "
-                                          f"valid: {', '.join(MODEL_NAMES)}")
+                                          f"valid: {', '.join(ALL_MODEL_NAMES)}")
     return names
 
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from models.dag import DagModel
-from predictor.dag_cut import DagNode, DagPartition, min_cut_partition
+from predictor.dag_cut import DagNode, DagPartition, min_cut_partition, partition_cost
 from predictor.features import op_spec
 from predictor.regression import LatencyPredictor
 
@@ -44,6 +44,12 @@ class DagPlanner:
             cloud_ms = 0.0 if spec is None else cloud.predict_op_ms(spec, info.out_shape)
             self.nodes[name] = DagNode(name, edge_ms, cloud_ms, info.out_bytes)
         self.edges = model.edges()
+
+    def edge_only_ms(self) -> float:
+        return sum(node.edge_ms for node in self.nodes.values())
+
+    def cloud_only_ms(self, bandwidth_mbps: float, rtt_ms: float = 0.0) -> float:
+        return partition_cost(self.nodes, self.edges, {self.model.input_name}, bandwidth_mbps, rtt_ms).total_ms
 
     def best_partition(self, bandwidth_mbps: float, rtt_ms: float = 0.0) -> DagPartition:
         return min_cut_partition(self.nodes, self.edges, self.model.input_name, bandwidth_mbps, rtt_ms)

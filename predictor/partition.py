@@ -97,6 +97,12 @@ class Planner:
         k = self.best_cut_point(bandwidth_mbps, rtt_ms, cloud_load)
         return self.cut(k, bandwidth_mbps, rtt_ms, cloud_load)
 
+    def edge_only_ms(self) -> float:
+        return self.edge_prefix_ms[-1]
+
+    def cloud_only_ms(self, bandwidth_mbps: float, rtt_ms: float = 0.0) -> float:
+        return self.cut(0, bandwidth_mbps, rtt_ms).total_ms
+
 
 def _check_link(bandwidth_mbps: float, rtt_ms: float, cloud_load: float = 1.0) -> None:
     if not bandwidth_mbps > 0:

@@ -67,3 +67,41 @@ def test_min_cut_plan_is_valid_and_runs_exactly(dag_models, x, name, bandwidth_m
 
 def test_fingerprints_are_deterministic():
     assert get_dag_model("res_net").fingerprint == get_dag_model("res_net").fingerprint
+
+
+@pytest.mark.parametrize("name", DAG_MODEL_NAMES)
+def test_split_inference_through_sockets_equals_local(cloud_server, dag_models, x, name):
+    """Several partitions, multi-tensor ones among them, through a real cloud server."""
+    from net.edge_client import CloudClient
+    from net.edge_runner import dag_collaborative_inference
+    model = dag_models[name]
+    planner = DagPlanner(model, LatencyPredictor.load("edge"), LatencyPredictor.load("cloud"))
+    with torch.no_grad():
+        whole = model.module(x.clone())
+    names = list(model.nodes)
+    widths = {k: len(model.crossing(names[:k])) for k in range(1, len(names))}
+    cuts = [1, max(widths, key=widths.get), len(names) // 2, len(names) - 2]  # the input, widest, middle, late
+    with CloudClient(*cloud_server.address) as client:
+        for k in cuts:
+            report = dag_collaborative_inference(model, planner, x, client, 100.0, edge_nodes=set(names[:k]),
+                                                 want_logits=True)
+            assert not report.fallback and torch.equal(report.logits, whole), f"{name}, first {k} nodes"
+            assert report.crossing == model.crossing(names[:k]) and report.transfer_bytes > 0
+        chosen = dag_collaborative_inference(model, planner, x, client, 18.88, want_logits=True)
+        assert torch.equal(chosen.logits, whole)
+    assert widths[cuts[1]] >= 2
+
+
+def test_edge_api_runs_a_dag_model_through_a_real_cloud(capsys, cloud_server, china_jpg, dag_models):
+    import json
+    from net.edge_main import main
+    from utils.classes import top_k
+    from utils.image import load_image
+    host, port = cloud_server.address
+    code = main(["-i", host, "-p", str(port), "-t", "res_net", "--bandwidth", "100", "--partition", "20",
+                 "--image", str(china_jpg), "--json"])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and report["cut_point"] == 20 and len(report["crossing"]) == 2
+    with torch.no_grad():
+        expected = top_k(dag_models["res_net"].module(load_image(china_jpg)))
+    assert [c for c, _ in report["top5"]] == [c for c, _ in expected]

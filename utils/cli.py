@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models import MODEL_NAMES
+from models import ALL_MODEL_NAMES
 from net.link import parse_bandwidth
 from utils.device import DEVICES
 
@@ -38,8 +38,8 @@ def slowdown_arg(text: str) -> float:
 
 def model_weights_arg(text: str) -> tuple[str, Path]:
     name, sep, path = text.partition("=")
-    if not sep or name not in MODEL_NAMES or not path:
-        raise argparse.ArgumentTypeError(f"expected MODEL=FILE with MODEL one of {', '.join(MODEL_NAMES)}, got {text!r}")
+    if not sep or name not in ALL_MODEL_NAMES or not path:
+        raise argparse.ArgumentTypeError(f"expected MODEL=FILE with MODEL one of {', '.join(ALL_MODEL_NAMES)}, got {text!r}")
     return name, Path(path)
 
 
