@@ -6,9 +6,12 @@
 import argparse
 import sys
 
-from models import MODEL_NAMES, UnknownModelError, get_dnn_model
+from models import ALL_MODEL_NAMES, DAG_MODEL_NAMES, get_dnn_model
+from models.dag import get_dag_model
 from predictor import LatencyPredictor, Planner
-from predictor.deploy import cut_table_document, dumps, print_cut_table, profile_and_fit, warn_if_other_machine
+from predictor.dag_plan import DagPlanner
+from predictor.deploy import (cut_table_document, dag_partition_document, dumps, format_dag_partition,
+                              print_cut_table, profile_and_fit, warn_if_other_machine)
 from predictor.regression import ROLES
 from utils.cli import bandwidth_arg, non_negative_ms
 
@@ -18,8 +21,8 @@ def main(argv=None) -> int:
     p.add_argument("--role", choices=ROLES, help="profile this machine as the edge or the cloud and refit")
     p.add_argument("--threads", type=int, help="torch threads while profiling (default: edge 1, cloud all cores)")
     p.add_argument("--quick", action="store_true", help="a small profile (under a minute) for CI")
-    p.add_argument("-t", "--model", choices=MODEL_NAMES, metavar="MODEL",
-                   help=f"model to show cuts for: {', '.join(MODEL_NAMES)}")
+    p.add_argument("-t", "--model", choices=ALL_MODEL_NAMES, metavar="MODEL",
+                   help=f"model to show cuts for: {', '.join(ALL_MODEL_NAMES)}")
     p.add_argument("--bandwidth", type=bandwidth_arg, default=None, help="uplink Mbit/s or 3g|lte|wifi")
     p.add_argument("--rtt", type=non_negative_ms, default=0.0, help="round-trip time in ms (default 0)")
     p.add_argument("--show", action="store_true", help="print the predicted cost of every cut")
@@ -40,6 +43,12 @@ def main(argv=None) -> int:
     edge, cloud = LatencyPredictor.load("edge"), LatencyPredictor.load("cloud")
     for predictor in (edge, cloud):
         warn_if_other_machine(predictor)
+    if args.model in DAG_MODEL_NAMES:
+        if args.plot:
+            p.error("--plot draws chain models only; DAG models: --show or --json")
+        document = dag_partition_document(DagPlanner(get_dag_model(args.model), edge, cloud), args.bandwidth, args.rtt)
+        print(dumps(document) if args.json else format_dag_partition(document))
+        return 0
     planner = Planner.for_model(get_dnn_model(args.model), edge, cloud)
     document = cut_table_document(planner, args.bandwidth, args.rtt)
     if args.plot:  # before the JSON, which stays the last line of stdout

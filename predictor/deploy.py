@@ -8,6 +8,7 @@ import time
 import warnings
 from pathlib import Path
 
+from predictor.dag_plan import DagPlanner
 from predictor.partition import Cut, Planner
 from predictor.profiler import FULL, QUICK, profile_role
 from predictor.regression import CONFIG_DIR, DATASET_DIR, LatencyPredictor, fit_role
@@ -69,3 +70,30 @@ def print_cut_table(document: dict, out=None) -> None:
 
 def dumps(document: dict) -> str:
     return json.dumps(document)
+
+
+def dag_partition_document(planner: DagPlanner, bandwidth_mbps: float, rtt_ms: float) -> dict:
+    """The min-cut partition of a DAG model as data: which nodes run where, what crosses."""
+    model, plan = planner.model, planner.best_partition(bandwidth_mbps, rtt_ms)
+    return {"model": model.name, "bandwidth_mbps": bandwidth_mbps, "rtt_ms": rtt_ms,
+            "num_nodes": len(model), "edge_nodes": [n for n in model.nodes if n in plan.edge_nodes
+                                                     and n != model.input_name],
+            "crossing": [{"node": n, "shape": list(model.nodes[n].out_shape),
+                          "bytes": model.nodes[n].out_bytes} for n in plan.crossing],
+            "transfer_bytes": plan.transfer_bytes, "edge_ms": round(plan.edge_ms, 4),
+            "transfer_ms": round(plan.transfer_ms, 4), "cloud_ms": round(plan.cloud_ms, 4),
+            "total_ms": round(plan.total_ms, 4), "edge_only_ms": round(planner.edge_only_ms(), 4),
+            "cloud_only_ms": round(planner.cloud_only_ms(bandwidth_mbps, rtt_ms), 4)}
+
+
+def format_dag_partition(d: dict) -> str:
+    edge = d["edge_nodes"]
+    shown = ", ".join(edge[:12]) + (f", ... ({len(edge)} in all)" if len(edge) > 12 else "")
+    lines = [f"{d['model']} at {d['bandwidth_mbps']:g} Mbit/s, RTT {d['rtt_ms']:g} ms (predicted; min-cut partition)",
+             f"on the edge: {len(edge)} of {d['num_nodes']} nodes" + (f": {shown}" if edge else ""),
+             "crossing: " + ("; ".join(f"{c['node']} {c['shape']} {c['bytes']} B" for c in d["crossing"])
+                            if d["crossing"] else "nothing (all on the edge)"),
+             f"predicted ms: edge {d['edge_ms']:.2f} + transfer {d['transfer_ms']:.2f} + cloud "
+             f"{d['cloud_ms']:.2f} = {d['total_ms']:.2f}  (all on the edge {d['edge_only_ms']:.2f}, "
+             f"all on the cloud {d['cloud_only_ms']:.2f})"]
+    return "\n".join(lines)

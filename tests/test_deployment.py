@@ -46,3 +46,15 @@ def test_cuda_is_refused_clearly_without_a_gpu():
     with pytest.raises(DeviceError, match="no usable CUDA"):
         resolve_device("cuda")
     assert resolve_device("cpu").type == "cpu"
+
+
+def test_show_and_json_for_a_dag_model(capsys):
+    assert deployment.main(["-t", "res_net", "--bandwidth", "1000", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert doc["model"] == "res_net" and doc["num_nodes"] == 69
+    assert doc["total_ms"] == pytest.approx(doc["edge_ms"] + doc["transfer_ms"] + doc["cloud_ms"], abs=1e-3)
+    assert doc["total_ms"] <= min(doc["edge_only_ms"], doc["cloud_only_ms"]) + 1e-6
+    assert sum(c["bytes"] for c in doc["crossing"]) == doc["transfer_bytes"]
+    deployment.main(["-t", "google_net", "--bandwidth", "3g", "--show"])
+    out = capsys.readouterr().out
+    assert "google_net at 1.1 Mbit/s" in out and "crossing:" in out and "on the edge:" in out
