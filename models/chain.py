@@ -33,6 +33,11 @@ class ChainModel(nn.Sequential):
             return nn.Sequential(*list(self._modules.values())[idx])
         return super().__getitem__(idx)
 
+    @property
+    def num_classes(self) -> int:
+        """Outputs of the classifier: every chain here ends with its Linear layer."""
+        return self[-1].out_features
+
     def unit_label(self, k: int) -> str:
         """Human label of unit k (1-based, as in 'the edge runs units 1..k'); 0 is the input."""
         if k == 0:

@@ -71,6 +71,10 @@ class DagModel:
         """Nodes that compute (the input is not one): a partition puts 0..len of them on the edge."""
         return len(self.nodes) - 1
 
+    @property
+    def num_classes(self) -> int:
+        return self.nodes[self.output_name].out_shape[-1]
+
     def prefix(self, k: int) -> set[str]:
         """The first k computing nodes in traced order, and the input: a valid edge side."""
         return set(list(self.nodes)[:k + 1])

@@ -13,11 +13,11 @@ import torch
 
 from models import ALL_MODEL_NAMES
 from net.cloud_server import DEFAULT_HOST, DEFAULT_PORT, CloudServer
-from net.monitor_server import MonitorServer
+from net.monitor_server import MonitorServer, monitor_port_for
 from net import auth
 from net.frame_server import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS
 from net.protocol import DEFAULT_MAX_FRAME_BYTES, HEADER_TIMEOUT_S, MIN_RATE_BPS
-from utils.cli import add_connection_args, model_weights_arg
+from utils.cli import add_connection_args, model_weights_arg, port_arg
 from utils.device import DeviceError, resolve_device
 
 
@@ -69,10 +69,14 @@ def start_cloud(args) -> CloudServer:
     try:
         server = CloudServer(args.ip, args.port, device=device.type, weights=dict(args.weights),
                              **server_limits(args))
-    except OSError as e:
-        raise SystemExit(f"error: cannot listen on {args.ip}:{args.port}: {e.strerror or e}")
+    except (OSError, OverflowError) as e:
+        raise SystemExit(f"error: cannot listen on {args.ip}:{args.port}: {getattr(e, 'strerror', None) or e}")
     for name in args.preload:
-        server.models.get(name)
+        try:
+            server.models.get(name)
+        except Exception as e:  # a weights file that does not load: one line, not a traceback
+            server.server_close()
+            raise SystemExit(f"error: cannot build {name}: {type(e).__name__}: {str(e).splitlines()[0]}")
     return server.start()
 
 
@@ -90,7 +94,7 @@ def main(argv=None, description: str = "", with_monitor: bool = False) -> int:
     """cloud_api.py; with_monitor: tasks_cloud_api.py, which also runs the bandwidth monitor."""
     parser = build_parser(description)
     if with_monitor:
-        parser.add_argument("--monitor-port", type=int, default=None,
+        parser.add_argument("--monitor-port", type=port_arg, default=None,
                             help="port of the bandwidth monitor server (default: PORT + 1)")
     args = parser.parse_args(argv)
     args.token_bytes = auth.token_from(args.token)
@@ -105,15 +109,15 @@ def main(argv=None, description: str = "", with_monitor: bool = False) -> int:
     print(f"cloud serving on {host}:{port} ({args.device}, {torch.get_num_threads()} thread(s)); "
           "Ctrl-C to stop", flush=True)
     if with_monitor:
-        # port 0 asks for a free port for the cloud; the monitor then takes a free one too
-        monitor_port = args.monitor_port if args.monitor_port is not None else (args.port + 1 if args.port else 0)
+        monitor_port = args.monitor_port if args.monitor_port is not None else monitor_port_for(args.port)
         try:
             monitor = MonitorServer(args.ip, monitor_port, **server_limits(args))
             monitor.load = server.load  # one process: the monitor reports the cloud's load
             monitor.start()
-        except OSError as e:
+        except (OSError, OverflowError) as e:
             server.stop()
-            raise SystemExit(f"error: cannot listen on {args.ip}:{monitor_port} for the monitor: {e.strerror or e}")
+            raise SystemExit(f"error: cannot listen on {args.ip}:{monitor_port} for the monitor: "
+                             f"{getattr(e, 'strerror', None) or e}")
         servers.append(monitor)
         print(f"bandwidth monitor on {monitor.address[0]}:{monitor.address[1]}", flush=True)
     serve_until_signal(servers)

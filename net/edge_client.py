@@ -97,6 +97,9 @@ class CloudClient:
         except CloudRefused:
             self.close()
             raise
+        # Reads set their own deadlines (net.protocol); a send may take as long as the link needs
+        # (12.8 MB at 3G: 93 s), so the connect timeout must not cap it.
+        sock.settimeout(None)
 
     def _handshake(self, sock: socket.socket) -> auth.SecureChannel | None:
         """hello (and, with a token, the challenge-response of net/auth.py)."""

@@ -125,18 +125,12 @@ def main(argv=None, description: str = "") -> int:
     return _run(args, model, x, args.ip, args.port)
 
 
-def _classes(model) -> int:
-    with torch.no_grad():
-        return model(torch.zeros(model.input_shape)).shape[-1]
-
-
 def _run(args, model, x, host: str, port: int) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         edge, cloud = LatencyPredictor.load("edge"), LatencyPredictor.load("cloud")
         warn_if_other_machine(edge)
-    is_dag = isinstance(model, DagModel)
-    if is_dag:
+    if isinstance(model, DagModel):
         planner = DagPlanner(model, edge, cloud, edge_slowdown=args.edge_slowdown)
     else:
         planner = Planner.for_model(model, edge, cloud, edge_slowdown=args.edge_slowdown)
@@ -146,6 +140,9 @@ def _run(args, model, x, host: str, port: int) -> int:
                          token=auth.token_from(args.token), weights=(model.name, model.fingerprint))
     bandwidth_mbps = args.bandwidth
     unavailable = None
+    if args.partition == len(model):  # all on the edge: no connection, no probe
+        report = _infer(args, model, planner, x, None, bandwidth_mbps, None)
+        return _print(args, model, report)
     try:
         client.connect()
         if bandwidth_mbps is None:
@@ -161,13 +158,7 @@ def _run(args, model, x, host: str, port: int) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     try:
-        if is_dag:
-            edge_nodes = None if args.partition is None else model.prefix(args.partition)
-            report = dag_collaborative_inference(model, planner, x, client, bandwidth_mbps, args.rtt,
-                                                 edge_nodes, args.edge_slowdown, unavailable=unavailable)
-        else:
-            report = collaborative_inference(model, planner, x, client, bandwidth_mbps, args.rtt,
-                                             args.partition, args.edge_slowdown, unavailable=unavailable)
+        report = _infer(args, model, planner, x, client, bandwidth_mbps, unavailable)
     except CloudRefused as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -177,7 +168,20 @@ def _run(args, model, x, host: str, port: int) -> int:
     if report.fallback and args.no_fallback:
         print(f"error: {report.fallback_reason}", file=sys.stderr)
         return 1
-    categories = imagenet_categories() if args.weights and len(report.top5) and _classes(model) == 1000 else None
+    return _print(args, model, report)
+
+
+def _infer(args, model, planner, x, client, bandwidth_mbps, unavailable) -> EdgeReport:
+    if isinstance(model, DagModel):
+        edge_nodes = None if args.partition is None else model.prefix(args.partition)
+        return dag_collaborative_inference(model, planner, x, client, bandwidth_mbps, args.rtt, edge_nodes,
+                                           args.edge_slowdown, unavailable=unavailable)
+    return collaborative_inference(model, planner, x, client, bandwidth_mbps, args.rtt, args.partition,
+                                   args.edge_slowdown, unavailable=unavailable)
+
+
+def _print(args, model, report: EdgeReport) -> int:
+    categories = imagenet_categories() if args.weights and model.num_classes == 1000 else None
     print_report(report, categories)
     if args.json:
         print(json.dumps(report.to_json_dict()))

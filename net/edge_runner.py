@@ -72,20 +72,25 @@ def run_units(units, x: torch.Tensor, slowdown: float = 1.0) -> torch.Tensor:
     t0 = time.perf_counter()
     for unit in units:
         x = unit(x)
-    if slowdown > 1.0:
-        time.sleep((slowdown - 1.0) * (time.perf_counter() - t0))
+    emulate_slowdown(t0, slowdown)
     return x
 
 
+def emulate_slowdown(started: float, slowdown: float) -> None:
+    """Wait (F-1)x the time since `started`: the work took F times as long on the emulated edge."""
+    if slowdown > 1.0:
+        time.sleep((slowdown - 1.0) * (time.perf_counter() - started))
+
+
 def ask_cloud(client: CloudClient, model: str, fingerprint: str, tensors: dict[str, torch.Tensor],
-              cut: int | None = None) -> tuple[InferReply | None, str | None, int]:
+              cut: int | None = None, want_logits: bool = False) -> tuple[InferReply | None, str | None, int]:
     """(reply, None, retries) from the cloud, or (None, why not, retries) when it is unavailable.
     A failed request is sent once more on a new connection before the edge gives up: behind a
     load balancer the new connection reaches a live backend (requests are idempotent)."""
     reason = None
     for attempt in range(1 + CLOUD_RETRIES):
         try:
-            return client.infer_tensors(model, fingerprint, tensors, want_logits=True, cut=cut), None, attempt
+            return client.infer_tensors(model, fingerprint, tensors, want_logits, cut=cut), None, attempt
         except CloudUnavailable as e:
             reason = str(e)
     return None, reason, CLOUD_RETRIES
@@ -116,24 +121,23 @@ def collaborative_inference(model: ChainModel, planner: Planner, x: torch.Tensor
     t_ready = time.perf_counter()
     y = run_units(model[:k], x, edge_slowdown)
     measured.edge = (time.perf_counter() - t_ready) * 1e3
-    if k == n:
-        logits = y
-    else:
-        reply, fallback_reason, retries = ask_cloud(client, model.name, model.fingerprint, {"x": y}, cut=k)
+    logits, top5 = y, None
+    if k < n:
+        reply, fallback_reason, retries = ask_cloud(client, model.name, model.fingerprint, {"x": y}, k, want_logits)
         if reply is not None:
-            logits, transfer_bytes = reply.logits, reply.transfer_bytes
+            logits, top5, transfer_bytes = reply.logits, reply.top5, reply.transfer_bytes
             measured.transfer, measured.cloud = reply.transfer_ms, reply.cloud_ms
-    if k < n and fallback_reason is not None:  # finish here what the cloud would have run
-        t0 = time.perf_counter()
-        logits = run_units(model[k:], y, edge_slowdown)
-        measured.edge += (time.perf_counter() - t0) * 1e3
+        else:  # finish here what the cloud would have run
+            t0 = time.perf_counter()
+            logits = run_units(model[k:], y, edge_slowdown)
+            measured.edge += (time.perf_counter() - t0) * 1e3
     measured.total = (time.perf_counter() - t_ready) * 1e3
 
     return EdgeReport(
         model=model.name, cut_point=k, num_units=n, cut_layer=predicted.layer,
         bandwidth_mbps=bandwidth_mbps, rtt_ms=rtt_ms, cloud_load=cloud_load, transfer_bytes=transfer_bytes,
         predicted_ms=Times(predicted.edge_ms, predicted.transfer_ms, predicted.cloud_ms, predicted.total_ms),
-        measured_ms=measured, top5=top_k(logits), fallback=fallback_reason is not None,
+        measured_ms=measured, top5=top5 or top_k(logits), fallback=fallback_reason is not None,
         fallback_reason=fallback_reason, retries=retries,
         overhead_ms=measured.total - measured.edge - measured.transfer - measured.cloud,
         logits=logits if want_logits else None)
@@ -160,22 +164,20 @@ def dag_collaborative_inference(model: DagModel, planner: DagPlanner, x: torch.T
 
     t_ready = time.perf_counter()
     sent = model.run_edge(x, edge_nodes)
-    if edge_slowdown > 1.0:
-        time.sleep((edge_slowdown - 1.0) * (time.perf_counter() - t_ready))
+    emulate_slowdown(t_ready, edge_slowdown)
     measured.edge = (time.perf_counter() - t_ready) * 1e3
     all_edge = model.output_name in sent
-    if all_edge:
-        logits = sent[model.output_name]
-    else:
-        reply, fallback_reason, retries = ask_cloud(client, model.name, model.fingerprint, sent)
+    logits, top5 = sent.get(model.output_name), None
+    if not all_edge:
+        reply, fallback_reason, retries = ask_cloud(client, model.name, model.fingerprint, sent,
+                                                    want_logits=want_logits)
         if reply is not None:
-            logits, transfer_bytes = reply.logits, reply.transfer_bytes
+            logits, top5, transfer_bytes = reply.logits, reply.top5, reply.transfer_bytes
             measured.transfer, measured.cloud = reply.transfer_ms, reply.cloud_ms
         else:  # finish here what the cloud would have run
             t0 = time.perf_counter()
             logits = model.run_cloud(sent)
-            if edge_slowdown > 1.0:
-                time.sleep((edge_slowdown - 1.0) * (time.perf_counter() - t0))
+            emulate_slowdown(t0, edge_slowdown)
             measured.edge += (time.perf_counter() - t0) * 1e3
     measured.total = (time.perf_counter() - t_ready) * 1e3
     crossing = [] if all_edge else list(sent)
@@ -184,7 +186,7 @@ def dag_collaborative_inference(model: DagModel, planner: DagPlanner, x: torch.T
         cut_layer=f"sends {', '.join(crossing)}" if crossing else "all on the edge",
         bandwidth_mbps=bandwidth_mbps, rtt_ms=rtt_ms, cloud_load=1.0, transfer_bytes=transfer_bytes,
         predicted_ms=Times(predicted.edge_ms, predicted.transfer_ms, predicted.cloud_ms, predicted.total_ms),
-        measured_ms=measured, top5=top_k(logits), fallback=fallback_reason is not None,
+        measured_ms=measured, top5=top5 or top_k(logits), fallback=fallback_reason is not None,
         fallback_reason=fallback_reason, retries=retries, crossing=crossing,
         overhead_ms=measured.total - measured.edge - measured.transfer - measured.cloud,
         logits=logits if want_logits else None)

@@ -181,7 +181,10 @@ class FrameServer(socketserver.ThreadingTCPServer):
                 return False
 
     def serve_connection(self, sock: socket.socket) -> None:
-        peer = "%s:%s" % sock.getpeername()[:2]
+        try:
+            peer = "%s:%s" % sock.getpeername()[:2]
+        except OSError:  # reset before we looked (a balancer's health check does that)
+            return
         channel = None
         try:
             if self.token is not None:
@@ -209,6 +212,10 @@ class FrameServer(socketserver.ThreadingTCPServer):
                 return
             except OSError as e:
                 log.info("%s: connection lost: %s", peer, e)
+                return
+            except Exception as e:  # a validator failed (e.g. a model that cannot be built)
+                log.exception("%s: request refused", peer)
+                _reply_error(sock, "internal", f"{type(e).__name__}: {e}", send)
                 return
             try:
                 reply, reply_tensors = self.handlers[header["type"]](header, tensors)

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from net import auth
@@ -30,7 +31,10 @@ class LocalCloud:
         env = dict(os.environ)
         if token is not None:  # by environment, not argv: other users can read a process's argv
             env[auth.TOKEN_ENV] = token.decode("utf-8")
-        self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        # stderr to a file, not a pipe nobody reads during the run: a chatty cloud would fill the
+        # pipe and block
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env)
         self.address = self._wait_for(_SERVING)
         self.monitor_address = self._wait_for(_MONITOR) if with_monitor else None
 
@@ -39,7 +43,9 @@ class LocalCloud:
         match = pattern.match(line)
         if not match:
             self.process.kill()
-            why = line or self.process.stderr.read()[-2000:]
+            self.process.wait()
+            self._stderr.seek(0)
+            why = line or self._stderr.read()[-2000:]
             self.close()
             raise CloudUnavailable(f"the local cloud did not start: {why}".strip())
         return match.group(1), int(match.group(2))
@@ -52,8 +58,8 @@ class LocalCloud:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        for stream in (self.process.stdout, self.process.stderr):
-            stream.close()
+        self.process.stdout.close()
+        self._stderr.close()
 
     def __enter__(self) -> "LocalCloud":
         return self

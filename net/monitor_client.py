@@ -1,7 +1,7 @@
 """Measure the uplink to a cloud (or monitor server) with timed probes, in Mbit/s.
 
-Two probes of different sizes: their times share the RTT, the request overhead and (paced) the
-same burst credit, so the rate is the size difference over the time difference. The larger
+Probes of two sizes: their times share the RTT and the per-request overhead, so the rate is the
+size difference over the time difference (the small probe is sent twice; the faster counts). The larger
 probe is sized from the small one to take about `target_s`, so a measurement stays bounded in
 time on slow links (about half a second at 3G) while a fast link gets a probe large enough to
 time.

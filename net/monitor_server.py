@@ -9,7 +9,12 @@ from net.cloud_server import DEFAULT_HOST, DEFAULT_PORT
 from net.frame_server import FrameServer, serve_probes
 from net.protocol import PROTOCOL_VERSION
 
-DEFAULT_MONITOR_PORT = DEFAULT_PORT + 1
+def monitor_port_for(port: int) -> int:
+    """The monitor's port beside a cloud on `port`: the next one (0 stays 0: any free port)."""
+    return port + 1 if port else 0
+
+
+DEFAULT_MONITOR_PORT = monitor_port_for(DEFAULT_PORT)
 
 
 class MonitorServer(FrameServer):

@@ -7,17 +7,20 @@ rate (the emulation the edge uses), and the monitor should measure about that ra
 """
 import argparse
 
-from net.link import LinkPacer, parse_bandwidth
+from net.link import LinkPacer
 from net.monitor_client import measure
 from net.monitor_server import MonitorServer
+from utils.cli import bandwidth_arg, non_negative_ms
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bandwidth", type=parse_bandwidth, default=None, help="emulated uplink, Mbit/s or preset")
-    p.add_argument("--rtt", type=float, default=0.0, help="emulated RTT in ms")
+    p.add_argument("--bandwidth", type=bandwidth_arg, default=None, help="emulated uplink, Mbit/s or preset")
+    p.add_argument("--rtt", type=non_negative_ms, default=0.0, help="emulated RTT in ms")
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
     with MonitorServer("127.0.0.1", 0).start() as server:
         host, port = server.address
         pacer = LinkPacer(args.bandwidth) if args.bandwidth else None

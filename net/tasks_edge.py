@@ -47,6 +47,7 @@ class BandwidthTracker:
                  pacer: LinkPacer | None, rtt_ms: float, interval_s: float, token: bytes | None = None):
         self.addresses, self.pacer, self.rtt_ms, self.token = addresses, pacer, rtt_ms, token
         self.latest_mbps: float | None = None
+        self.refused: str | None = None  # why the cloud refused our probes (token, version)
         self.measurements: list[tuple[float, float]] = []  # (time, Mbit/s)
         self._client: CloudClient | None = None
         self.refresh()
@@ -64,6 +65,8 @@ class BandwidthTracker:
             except (CloudUnavailable, CloudRefused) as e:
                 client.close()
                 self._client = None
+                if isinstance(e, CloudRefused):
+                    self.refused = str(e)
                 log.info("bandwidth probe failed: %s", e)
                 continue
             self.measurements.append((time.monotonic(), self.latest_mbps))

@@ -13,15 +13,16 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from models import ALL_MODEL_NAMES
 from net import auth
 from net.cloud_server import DEFAULT_HOST, DEFAULT_PORT
-from net.edge_client import CloudClient, CloudUnavailable
+from net.edge_client import CloudClient, CloudRefused, CloudUnavailable
 from net.link import LinkPacer
 from net.local_cloud import LocalCloud
+from net.monitor_server import monitor_port_for
 from net.tasks_edge import (DEFAULT_INTERVAL_S, DEFAULT_NUM_TASKS, BandwidthTracker, TaskRunner,
                             draw_tasks, print_summary, replay_trace, summarize)
 from net.trace import TraceError, load_trace
 from predictor import LatencyPredictor
 from predictor.deploy import warn_if_other_machine
-from utils.cli import add_connection_args, bandwidth_arg, model_weights_arg, non_negative_ms, slowdown_arg
+from utils.cli import add_connection_args, bandwidth_arg, model_weights_arg, non_negative_ms, port_arg, slowdown_arg
 from utils.device import DeviceError, resolve_device
 from utils.image import ImageError, fixed_input, load_image
 from utils.provenance import provenance
@@ -42,7 +43,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_connection_args(p, DEFAULT_HOST, DEFAULT_PORT)
     p.add_argument("--token", help=f"shared token the cloud requires (default: ${auth.TOKEN_ENV} if set)")
-    p.add_argument("--monitor-port", type=int, help="bandwidth monitor port (default: PORT + 1)")
+    p.add_argument("--monitor-port", type=port_arg, help="bandwidth monitor port (default: PORT + 1)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--num-tasks", type=int, default=DEFAULT_NUM_TASKS,
                        help=f"tasks drawn at random over the models (default {DEFAULT_NUM_TASKS})")
@@ -98,7 +99,7 @@ def main(argv=None, description: str = "") -> int:
             parser.exit(1, f"error: {e}\n")
         with cloud:
             return _run(args, tasks, x, cloud.address, cloud.monitor_address, trace)
-    monitor_port = args.monitor_port if args.monitor_port is not None else args.port + 1
+    monitor_port = args.monitor_port if args.monitor_port is not None else monitor_port_for(args.port)
     return _run(args, tasks, x, (args.ip, args.port), (args.ip, monitor_port), trace)
 
 
@@ -123,7 +124,12 @@ def _run(args, tasks, x, cloud_address, monitor_address, trace) -> int:
         tracker = BandwidthTracker(scheduler, [monitor_address, cloud_address], pacer,
                                    rtt_ms if pacer else 0.0, args.interval, token)
     scheduler.start()
-    rows = []
+    rows, status = [], 0
+    if tracker is not None and tracker.latest_mbps is None and tracker.refused:
+        print(f"error: {tracker.refused}", file=sys.stderr)
+        scheduler.shutdown(wait=True)
+        tracker.close()
+        return 1
     try:
         for i, name in enumerate(tasks, start=1):
             bandwidth = fixed_mbps if tracker is None else tracker.latest_mbps
@@ -138,6 +144,9 @@ def _run(args, tasks, x, cloud_address, monitor_address, trace) -> int:
                   f"measured {row['measured_total_ms']:8.1f} ms{flag}", flush=True)
     except KeyboardInterrupt:
         print(f"interrupted after {len(rows)} of {len(tasks)} tasks", file=sys.stderr)
+    except CloudRefused as e:  # a mistake to fix (weights, token), not a network fault
+        print(f"error: {e}; stopped after {len(rows)} of {len(tasks)} tasks", file=sys.stderr)
+        status = 1
     finally:
         scheduler.shutdown(wait=True)  # a measurement in flight finishes before its client closes
         if tracker is not None:
@@ -147,7 +156,7 @@ def _run(args, tasks, x, cloud_address, monitor_address, trace) -> int:
     print_summary(summary, sys.stdout)
     if args.report and rows:
         write_reports(args.report, rows, summary, args)
-    return 0
+    return status
 
 
 def write_reports(path: Path, rows: list[dict], summary: list[dict], args) -> None:

@@ -43,8 +43,18 @@ def model_weights_arg(text: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
+def port_arg(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535 (0: any free port), got {text!r}")
+    return port
+
+
 def add_connection_args(p: argparse.ArgumentParser, default_host: str, default_port: int) -> None:
     """The original design's short flags: -i IP -p PORT -d cpu|cuda."""
     p.add_argument("-i", "--ip", default=default_host, help=f"cloud address (default {default_host})")
-    p.add_argument("-p", "--port", type=int, default=default_port, help=f"cloud port (default {default_port})")
+    p.add_argument("-p", "--port", type=port_arg, default=default_port, help=f"cloud port (default {default_port})")
     p.add_argument("-d", "--device", default="cpu", choices=DEVICES, help="cpu or cuda (default cpu)")

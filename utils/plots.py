@@ -194,18 +194,20 @@ def plot_task_report(rows: list[dict], path) -> Path:
     FigureCanvasAgg(fig)
     ax_bw, ax_lat = fig.subplots(2, 1, sharex=True, height_ratios=[1.0, 1.15])
 
-    # top: bandwidth as a step line (it holds until the next measurement), cuts on a second axis
-    ax_bw.step(times, [r["bandwidth_mbps"] for r in rows], where="post", color=BANDWIDTH_COLOUR,
-               linewidth=2, alpha=0.6)
-    ax_bw.fill_between(times, [r["bandwidth_mbps"] for r in rows], step="post",
+    # top: bandwidth as a step line (it holds until the next measurement), cuts on a second axis;
+    # a task that never had a measurement (cloud unreachable) has none to draw: NaN leaves a gap
+    bandwidths = [math.nan if r["bandwidth_mbps"] is None else r["bandwidth_mbps"] for r in rows]
+    ax_bw.step(times, bandwidths, where="post", color=BANDWIDTH_COLOUR, linewidth=2, alpha=0.6)
+    ax_bw.fill_between(times, [0 if math.isnan(b) else b for b in bandwidths], step="post",
                        color=BANDWIDTH_COLOUR, alpha=0.12)
     previous = None
-    for t, r in zip(times, rows):        # write each new bandwidth where it starts
-        if r["bandwidth_mbps"] != previous:
-            ax_bw.annotate(f"{r['bandwidth_mbps']:g}", (t, r["bandwidth_mbps"]), xytext=(3, 3),
-                           textcoords="offset points", fontsize=8, color="#555555")
-            previous = r["bandwidth_mbps"]
-    ax_bw.set_ylim(0, max(r["bandwidth_mbps"] for r in rows) * 1.12)
+    for t, b in zip(times, bandwidths):        # write each new bandwidth where it starts
+        if not math.isnan(b) and b != previous:
+            ax_bw.annotate(f"{b:g}", (t, b), xytext=(3, 3), textcoords="offset points", fontsize=8,
+                           color="#555555")
+            previous = b
+    measured = [b for b in bandwidths if not math.isnan(b)]
+    ax_bw.set_ylim(0, max(measured, default=1.0) * 1.12)
     ax_bw.set_ylabel("uplink Mbit/s (grey)")
     ax_cut = ax_bw.twinx()
     max_units = 0
