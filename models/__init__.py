@@ -35,7 +35,8 @@ def build_reference(name: str) -> nn.Module:
         return module.reference()
 
 
-def get_dnn_model(name: str, weights: str | Path | None = None, device: str = "cpu") -> ChainModel:
+def get_dnn_model(name: str, weights: str | Path | None = None,
+                  device: str | torch.device = "cpu") -> ChainModel:
     """The model `name` as a chain of units in eval mode.
 
     weights: a torchvision state dict file (e.g. ImageNet weights); default: seeded weights.

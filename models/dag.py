@@ -64,6 +64,11 @@ class DagModel:
             self.nodes[node.name] = DagNodeInfo(node.name, inputs, tuple(meta.shape), nbytes)
         self._fingerprint: str | None = None
 
+    def to(self, device: str | torch.device) -> "DagModel":
+        self.module.to(device)
+        self.graph_module.to(device)
+        return self
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.graph_module(x)
 

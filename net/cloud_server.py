@@ -63,11 +63,12 @@ class ModelCache:
         with self._lock:
             if name not in self._models:
                 if name in DAG_MODEL_NAMES:
-                    model, info = get_dag_model(name, self.weights.get(name)), None
-                    model.graph_module(torch.zeros(model.input_shape))  # warm-up pass
+                    model, info = get_dag_model(name, self.weights.get(name)).to(self.device), None
+                    with torch.no_grad():  # warm-up pass: the first forward is the slowest
+                        model(torch.zeros(model.input_shape, device=self.device))
                 else:
-                    model = get_dnn_model(name, self.weights.get(name))
-                    info = analyze(model)  # also the warm-up pass: the first forward is the slowest
+                    model = get_dnn_model(name, self.weights.get(name), self.device)
+                    info = analyze(model)  # also the warm-up pass
                 model.fingerprint  # hashing VGG16-BN's weights takes ~0.5 s: once, here
                 self._models[name] = (model, info)
             return self._models[name]

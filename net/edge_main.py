@@ -95,7 +95,7 @@ def main(argv=None, description: str = "") -> int:
     torch.set_num_threads(EDGE_THREADS)
     try:
         if args.model in DAG_MODEL_NAMES:
-            model = get_dag_model(args.model, args.weights)
+            model = get_dag_model(args.model, args.weights).to(device)
         else:
             model = get_dnn_model(args.model, args.weights, device.type)
     except (RuntimeError, OSError, ValueError) as e:

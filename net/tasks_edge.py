@@ -112,10 +112,10 @@ class TaskRunner:
         """Built once per name, warmed up, fingerprinted: tasks time inference, not start-up."""
         if name not in self._models:
             if name in DAG_MODEL_NAMES:
-                model = get_dag_model(name, self.weights.get(name))
+                model = get_dag_model(name, self.weights.get(name)).to(self.x.device)
                 planner = DagPlanner(model, self.edge, self.cloud, self.edge_slowdown)
             else:
-                model = get_dnn_model(name, self.weights.get(name))
+                model = get_dnn_model(name, self.weights.get(name), self.x.device)
                 planner = Planner.for_model(model, self.edge, self.cloud, self.edge_slowdown)
             with torch.no_grad():
                 model(self.x.clone())

@@ -53,7 +53,7 @@ def _leaf_modules(unit: nn.Module) -> list[nn.Module]:
 
 @torch.no_grad()
 def analyze(model: ChainModel, dtype: torch.dtype = torch.float32) -> ModelInfo:
-    x = torch.zeros(model.input_shape, dtype=dtype)
+    x = torch.zeros(model.input_shape, dtype=dtype, device=next(model.parameters()).device)
     units = []
     for k, unit in enumerate(model, start=1):
         recorded: list[Op] = []
