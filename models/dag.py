@@ -96,7 +96,7 @@ class DagModel:
     def fx_node(self, name: str) -> fx.Node:
         return self._fx_nodes[name]
 
-    def _eval(self, node: fx.Node, env: dict[str, torch.Tensor]) -> torch.Tensor:
+    def eval_node(self, node: fx.Node, env: dict[str, torch.Tensor]) -> torch.Tensor:
         args = fx.node.map_arg(node.args, lambda n: env[n.name])
         kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n.name])
         if node.op == "call_module":
@@ -123,7 +123,7 @@ class DagModel:
         env = {self.input_name: x}
         for name in self.nodes:
             if name in on_edge and name != self.input_name:
-                env[name] = self._eval(self._fx_nodes[name], env)
+                env[name] = self.eval_node(self._fx_nodes[name], env)
         if self.output_name in on_edge:
             return {self.output_name: env[self.output_name]}
         return {name: env[name] for name in self.crossing(on_edge)}
@@ -137,7 +137,7 @@ class DagModel:
         needed = self.needed_nodes(set(provided))
         for name in self.nodes:
             if name in needed:
-                env[name] = self._eval(self._fx_nodes[name], env)
+                env[name] = self.eval_node(self._fx_nodes[name], env)
         return env[self.output_name]
 
     def needed_nodes(self, provided: set[str]) -> set[str]:

@@ -12,24 +12,24 @@ from predictor.features import op_spec
 from predictor.regression import LatencyPredictor
 
 # Functional operations in the traced graphs, by the kind whose regression predicts them.
-# Concatenation is one copy of every output element, like the add of a skip connection: it is
-# predicted with the add regression, on the output's elements (not profiled on its own yet).
-_ELEMENTWISE = {operator.add: "add", torch.add: "add", torch.cat: "add", torch.relu: "relu",
+_ELEMENTWISE = {operator.add: "add", torch.add: "add", torch.cat: "cat", torch.relu: "relu",
                 F.relu: "relu"}
 _FREE = {torch.flatten}
 
 
-def node_spec(model: DagModel, name: str) -> dict | None:
-    """The spec the predictors take for node `name`; None for a node that costs nothing."""
+def node_spec(model: DagModel, name: str, in_shape: tuple[int, ...] | None = None,
+              out_shape: tuple[int, ...] | None = None) -> dict | None:
+    """The spec the predictors take for node `name` (at the traced shapes unless given); None for
+    a node that costs nothing."""
     node = model.fx_node(name)
     info = model.nodes[name]
     if node.op == "placeholder" or (node.op == "call_function" and node.target in _FREE):
         return None
     if node.op == "call_module":
-        first_input = model.nodes[info.inputs[0]]
-        return op_spec(model.graph_module.get_submodule(node.target), first_input.out_shape)
+        shape = in_shape or model.nodes[info.inputs[0]].out_shape
+        return op_spec(model.graph_module.get_submodule(node.target), tuple(shape))
     if node.op == "call_function" and node.target in _ELEMENTWISE:
-        return {"kind": _ELEMENTWISE[node.target], "in_shape": list(info.out_shape)}
+        return {"kind": _ELEMENTWISE[node.target], "in_shape": list(out_shape or info.out_shape)}
     raise TypeError(f"no latency predictor for node {name} ({node.op} {node.target})")
 
 

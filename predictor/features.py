@@ -26,6 +26,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "batchnorm": ("elems",),
     "relu": ("elems",),
     "add": ("elems",),
+    "cat": ("elems",),  # a concatenation copies every element of its output once
 }
 KINDS: tuple[str, ...] = tuple(FEATURES)
 # In eval mode dropout returns its input and flatten of a contiguous tensor is a view: a few
@@ -96,6 +97,10 @@ def build_op(spec: dict) -> tuple[Callable[..., torch.Tensor], tuple[torch.Tenso
     elif kind == "add":
         y = torch.randn(in_shape)
         return (lambda a, b: a + b), (x, y)
+    elif kind == "cat":  # two halves along the channels, like an inception block's branches
+        half = in_shape[1] // 2
+        a, b = torch.randn([in_shape[0], half, *in_shape[2:]]), torch.randn([in_shape[0], in_shape[1] - half, *in_shape[2:]])
+        return (lambda p, q: torch.cat([p, q], 1)), (a, b)
     else:
         raise ValueError(f"cannot build a layer of kind {kind!r}")
     return layer.eval(), (x,)
@@ -119,6 +124,6 @@ def op_features(spec: dict, out_shape: tuple[int, ...]) -> dict[str, float]:
              "out_elems": out_elems}
     elif kind == "avgpool":
         f = {"in_elems": in_elems, "out_elems": out_elems}
-    else:  # batchnorm, relu, add: one pass over the elements
+    else:  # batchnorm, relu, add, cat: one pass over the elements
         f = {"elems": in_elems}
     return {name: float(f[name]) for name in FEATURES[kind]}

@@ -21,8 +21,10 @@ from torch import nn
 from torchvision.models import mobilenet_v2
 from tqdm import tqdm
 
-from models import MODEL_NAMES, get_dnn_model
+from models import DAG_MODEL_NAMES, MODEL_NAMES, get_dnn_model
+from models.dag import DagModel, get_dag_model
 from models.mobilenet import to_chain as mobilenet_chain
+from predictor.dag_plan import node_spec
 from predictor.features import FEATURES, FREE_KINDS, op_features, op_spec
 from utils.provenance import provenance, write_csv_with_provenance
 
@@ -88,6 +90,26 @@ def timed_pass(model: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, lis
     return x, records
 
 
+@torch.no_grad()
+def timed_dag_pass(model: DagModel, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[dict, tuple, float]]]:
+    """Run a traced DAG model node by node in traced order, with a clock read around each node."""
+    records, env = [], {model.input_name: x}
+    clock = time.perf_counter
+    for name in model.nodes:
+        if name == model.input_name:
+            continue
+        node = model.fx_node(name)
+        t0 = clock()
+        env[name] = model.eval_node(node, env)
+        ms = (clock() - t0) * 1e3
+        first_input = env[model.nodes[name].inputs[0]] if model.nodes[name].inputs else None
+        spec = node_spec(model, name, tuple(first_input.shape) if first_input is not None else None,
+                         tuple(env[name].shape))
+        if spec is not None:
+            records.append((spec, tuple(env[name].shape), ms))
+    return env[model.output_name], records
+
+
 def profile_chains(jobs: list[tuple[str, nn.Sequential, tuple[int, ...]]],
                    settings: ProfileSettings, flush: CacheFlusher, desc: str = "profiling") -> list[dict]:
     """Median time of each op of each (source, chain, input shape) over cold-cache passes.
@@ -105,7 +127,8 @@ def profile_chains(jobs: list[tuple[str, nn.Sequential, tuple[int, ...]]],
             chain_runs = []
             for i in range(settings.warmup + settings.repeats):
                 flush()
-                out, records = timed_pass(chain, x.clone())
+                run = timed_dag_pass if isinstance(chain, DagModel) else timed_pass
+                out, records = run(chain, x.clone())
                 if i == 0 and not torch.allclose(out, expected, rtol=1e-4, atol=1e-5):
                     raise AssertionError(f"op-by-op pass of {source} does not reproduce its forward")
                 if i >= settings.warmup:
@@ -129,6 +152,10 @@ def workloads(settings: ProfileSettings) -> list[tuple[str, nn.Sequential, tuple
         model = get_dnn_model(name)
         for res in settings.resolutions:
             out.append((f"{name}@{res}", model, (1, 3, res, res)))
+    for name in DAG_MODEL_NAMES:  # their convs, pools, adds and concatenations, in their graphs
+        model = get_dag_model(name)
+        for res in settings.resolutions:
+            out.append((f"{name}@{res}", model, (1, 3, res, res)))
     for width in settings.mobilenet_widths:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
@@ -141,24 +168,26 @@ def workloads(settings: ProfileSettings) -> list[tuple[str, nn.Sequential, tuple
     return out
 
 
-def profile_role(role: str, threads: int, settings: ProfileSettings, dataset_dir: Path) -> dict[str, Path]:
-    """Profile every workload at `threads` threads; write one <kind>_lat.csv per kind."""
+def profile_role(role: str, threads: int, settings: ProfileSettings, dataset_dir: Path,
+                 kinds: tuple[str, ...] | None = None) -> dict[str, Path]:
+    """Profile every workload at `threads` threads; write one <kind>_lat.csv per kind (only
+    `kinds`, and only the workloads that have them, when given)."""
     torch.set_num_threads(threads)
-    flush = CacheFlusher()
-    rows = profile_chains(workloads(settings), settings, flush,
-                          desc=f"profiling {role} ({threads} thread(s))")
+    jobs = workloads(settings)
+    if kinds is not None and set(kinds) <= {"cat"}:  # only the DAG models concatenate
+        jobs = [job for job in jobs if isinstance(job[1], DagModel)]
+    rows = profile_chains(jobs, settings, CacheFlusher(), desc=f"profiling {role} ({threads} thread(s))")
     meta = provenance(threads=threads, role=role)
     out_dir = dataset_dir / role
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
     for kind, feature_names in FEATURES.items():
-        kind_rows = [r for r in rows if r["spec"]["kind"] == kind]
-        table = []
-        for r in kind_rows:
-            feats = op_features(r["spec"], r["out_shape"])
-            table.append({"source": r["source"], "in_shape": "x".join(map(str, r["spec"]["in_shape"])),
-                          "out_shape": "x".join(map(str, r["out_shape"])), **feats,
-                          "latency_ms": round(r["latency_ms"], 6)})
+        if kinds is not None and kind not in kinds:
+            continue
+        table = [{"source": r["source"], "in_shape": "x".join(map(str, r["spec"]["in_shape"])),
+                  "out_shape": "x".join(map(str, r["out_shape"])), **op_features(r["spec"], r["out_shape"]),
+                  "latency_ms": round(r["latency_ms"], 6)}
+                 for r in rows if r["spec"]["kind"] == kind]
         path = out_dir / f"{kind}_lat.csv"
         write_csv_with_provenance(path, table, ["source", "in_shape", "out_shape", *feature_names,
                                                 "latency_ms"], meta)

@@ -24,5 +24,5 @@ def test_predictor_accuracy_smoke(tmp_path):
     out = tmp_path / "pa.csv"
     predictor_accuracy.main(["--role", "cloud", "--folds", "2", "--out", str(out)])
     df = pd.read_csv(out, comment="#")
-    assert set(df.kind) == {"conv", "dwconv", "linear", "maxpool", "avgpool", "batchnorm", "relu", "add"}
+    assert set(df.kind) == {"conv", "dwconv", "linear", "maxpool", "avgpool", "batchnorm", "relu", "add", "cat"}
     assert (df.mape_pct >= 0).all()

@@ -1,0 +1,59 @@
+"""The decision-quality benchmark and the paper figure run end to end on their smallest setting.
+Structure only: no timing assertion (chosen/oracle is a measurement, not a property)."""
+import csv
+
+from benchmarks import decision_quality, paper_figure
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        lines = f.read().splitlines()
+    meta = [line for line in lines if line.startswith("#")]
+    return meta, list(csv.DictReader(line for line in lines if not line.startswith("#")))
+
+
+def test_decision_quality_smallest(tmp_path):
+    out = tmp_path / "dq.csv"
+    decision_quality.main(["--models", "le_net", "--bandwidths", "100", "--repeats", "1",
+                           "--edge-slowdown", "2", "--out", str(out)])
+    meta, rows = read_rows(out)
+    assert any(line.startswith("# commit:") for line in meta)
+    assert any(line.startswith("# edge_slowdown: 2") for line in meta)
+    assert any(line.startswith("# pinning:") for line in meta)
+    assert len(rows) == 1
+    row = rows[0]
+    assert set(decision_quality.COLUMNS) <= set(row)
+    assert (row["model"], row["bandwidth"], float(row["bandwidth_mbps"])) == ("le_net", "100", 100.0)
+    n = int(row["units"])
+    chosen, oracle = int(row["chosen_cut"]), int(row["oracle_cut"])
+    assert 0 <= chosen <= n and 0 <= oracle <= n
+    measured = {int(k) for k in row["measured_cuts"].split(";")}
+    assert {0, n, chosen, oracle} <= measured <= set(range(n + 1))
+    assert len(measured) + int(row["skipped_cuts"]) == n + 1
+    for key in ("chosen_ms", "oracle_ms", "ratio", "edge_only_ms", "cloud_only_ms", "speedup_vs_edge",
+                "speedup_vs_cloud", "predicted_chosen_ms"):
+        assert float(row[key]) > 0
+
+    _, cuts = read_rows(tmp_path / "dq_cuts.csv")
+    assert set(decision_quality.CUT_COLUMNS) <= set(cuts[0])
+    searched = {int(c["cut"]) for c in cuts if c["phase"] == "search"}
+    assert searched == measured
+    assert {int(c["cut"]) for c in cuts if c["phase"] == "recheck"} == {chosen, oracle}
+
+
+def test_paper_figure_from_synthetic_csv(tmp_path):
+    src = tmp_path / "dq.csv"
+    header = "model,bandwidth,bandwidth_mbps,units,chosen_cut,edge_only_ms,cloud_only_ms,chosen_search_ms," \
+             "speedup_vs_edge,speedup_vs_cloud\n"
+    src.write_text("# edge_slowdown: 10.0\n" + header +
+                   "alex_net,3g,1.1,22,22,300,4400,300,1.0,14.67\n"
+                   "alex_net,wifi,18.88,22,3,300,290,150,2.0,1.93\n"
+                   "vgg_net,lte,5.85,53,0,3400,1200,1200,2.83,1.0\n"
+                   "le_net,wifi,18.88,13,9,45,260,44,1.02,5.9\n")  # not in the figure: ignored
+    out = tmp_path / "figure.png"
+    assert paper_figure.main(["--csv", str(src), "--out", str(out)]) == out
+    data = out.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 1000
+    assert len(paper_figure.figure_groups(paper_figure.read_results(src)[1])) == 3
