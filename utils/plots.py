@@ -203,7 +203,7 @@ def plot_task_report(rows: list[dict], path) -> Path:
     previous = None
     for t, b in zip(times, bandwidths):        # write each new bandwidth where it starts
         if not math.isnan(b) and b != previous:
-            ax_bw.annotate(f"{b:g}", (t, b), xytext=(3, 3), textcoords="offset points", fontsize=8,
+            ax_bw.annotate(f"{b:.3g}", (t, b), xytext=(3, 3), textcoords="offset points", fontsize=8,
                            color="#555555")
             previous = b
     measured = [b for b in bandwidths if not math.isnan(b)]
