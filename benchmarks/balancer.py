@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.cloud_concurrency import HOST, Cloud, Workload, run_clients
+from benchmarks.cloud_concurrency import HOST, Workload, run_clients
+from net.local_cloud import LocalCloud
 from models import MODEL_NAMES
 from utils.provenance import REPO_ROOT, provenance, write_csv_with_provenance
 
@@ -69,7 +70,7 @@ def main(argv=None) -> list[dict]:
     rows = []
     print(f"{args.clients} edges x {args.requests} requests, {args.model} at cut {args.cut}, clouds at 1 thread")
     print(f"{'set-up':<22} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'wrong':>5}")
-    with Cloud(args.model, threads=1) as one, Cloud(args.model, threads=1) as two:
+    with LocalCloud([args.model], threads=1) as one, LocalCloud([args.model], threads=1) as two:
         setups = [("direct, 1 cloud", None, [one.port]), ("haproxy, 1 backend", True, [one.port]),
                   ("haproxy, 2 backends", True, [one.port, two.port])]
         for name, balanced, ports in setups:

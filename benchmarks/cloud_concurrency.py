@@ -21,13 +21,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import re
-import select
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -36,61 +29,17 @@ import numpy as np
 import torch
 
 from models import MODEL_NAMES, get_dnn_model
-from net.auth import TOKEN_ENV
 from net.edge_client import CloudClient
+from net.local_cloud import LocalCloud
 from utils.classes import top_k
-from utils.provenance import REPO_ROOT, provenance, write_csv_with_provenance
+from utils.provenance import provenance, write_csv_with_provenance
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 HOST = "127.0.0.1"
+BARRIER_TIMEOUT_S = 120.0  # every client connected and warmed up before the timed requests
 NUM_INPUTS = 8  # distinct inputs, used in turn by every client
 SEED = 0
-START_TIMEOUT_S = 120.0
 REL_TOL = 1e-5
-
-
-class Cloud:
-    """cloud_api.py in a child process on a free loopback port; `with Cloud(...) as cloud`."""
-
-    def __init__(self, model: str, threads: int | None = None):
-        cmd = [sys.executable, str(REPO_ROOT / "cloud_api.py"), "-i", HOST, "-p", "0", "--preload", model]
-        if threads is not None:
-            cmd += ["--threads", str(threads)]
-        self._stderr = tempfile.TemporaryFile(mode="w+")
-        env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}  # loopback, no authentication
-        self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=self._stderr,
-                                     text=True, env=env)
-        try:
-            ready, _, _ = select.select([self.proc.stdout], [], [], START_TIMEOUT_S)
-            line = self.proc.stdout.readline() if ready else ""
-            match = re.match(r"cloud serving on 127\.0\.0\.1:(\d+) \(\w+, (\d+) thread", line)
-            if not match:
-                raise SystemExit(f"error: the cloud did not start: {line.strip()!r}\n{self._read_stderr()}")
-        except BaseException:
-            self.stop()
-            raise
-        self.port, self.threads = int(match.group(1)), int(match.group(2))
-
-    def _read_stderr(self) -> str:
-        self._stderr.seek(0)
-        return self._stderr.read()[-2000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc.stdout.close()
-        self._stderr.close()
-
-    def __enter__(self) -> "Cloud":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 class Workload:
@@ -165,7 +114,7 @@ def run_clients(port: int, work: Workload, clients: int, requests: int) -> dict:
                 messages.append(f"client {c}: {type(e).__name__}: {e}")
             one(c, client, c % len(work.sent), timed=False)  # warm-up, checked, untimed
             try:
-                start.wait(timeout=START_TIMEOUT_S)
+                start.wait(timeout=BARRIER_TIMEOUT_S)
             except threading.BrokenBarrierError:
                 return
             for j in range(requests):
@@ -176,7 +125,7 @@ def run_clients(port: int, work: Workload, clients: int, requests: int) -> dict:
     for t in threads:
         t.start()
     try:
-        start.wait(timeout=START_TIMEOUT_S)
+        start.wait(timeout=BARRIER_TIMEOUT_S)
     except threading.BrokenBarrierError:
         pass  # a client failed before the start: its error is counted below
     t0 = time.perf_counter()
@@ -209,7 +158,7 @@ def main(argv=None) -> list[dict]:
     torch.set_num_threads(1)  # local reference inference; the edge threads themselves only wait
     work = Workload(args.model, args.cut)
     rows = []
-    with Cloud(args.model, args.cloud_threads) as cloud:
+    with LocalCloud([args.model], threads=args.cloud_threads) as cloud:
         print(f"{args.model} at cut {args.cut} ({work.nbytes} bytes a request), cloud on "
               f"{HOST}:{cloud.port} with {cloud.threads} thread(s)")
         print(f"{'clients':>7} {'requests':>8} {'wall s':>7} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} "

@@ -41,13 +41,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
-import select
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,16 +53,16 @@ from models import MODEL_NAMES, get_dnn_model
 from net.edge_client import CloudClient
 from net.edge_runner import EdgeReport, collaborative_inference
 from net.link import LinkPacer, parse_bandwidth
+from net.local_cloud import LocalCloud
 from predictor import LatencyPredictor, Planner, transfer_ms
 from utils.cli import bandwidth_arg, slowdown_arg
 from utils.image import fixed_input
-from utils.provenance import REPO_ROOT, provenance, write_csv_with_provenance
+from utils.provenance import provenance, write_csv_with_provenance
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 HOST = "127.0.0.1"
 DEFAULT_BANDWIDTHS = ["3g", "lte", "wifi", "1", "10", "100", "1000"]
 EDGE_CORE, CLOUD_CORE = 0, 1
-START_TIMEOUT_S = 180.0      # preloading VGG16-BN (build, fingerprint, shape pass) takes seconds
 WARMUP_RUNS = 2
 TARGET_GEOMEAN_RATIO, TARGET_WORST_RATIO = 1.05, 1.25
 
@@ -99,47 +94,6 @@ def pin_threads(pid: int, cores: set[int]) -> None:
             os.sched_setaffinity(int(tid), cores)
         except ProcessLookupError:  # a thread that has just ended
             pass
-
-
-class PinnedCloud:
-    """cloud_api.py at 1 torch thread in a child process on a free loopback port, every thread
-    pinned to `core` (None: not pinned); `with PinnedCloud(...) as cloud`."""
-
-    def __init__(self, models: list[str], core: int | None):
-        cmd = [sys.executable, str(REPO_ROOT / "cloud_api.py"), "-i", HOST, "-p", "0", "--threads", "1",
-               "--preload", *models]
-        self._stderr = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
-        try:
-            ready, _, _ = select.select([self.proc.stdout], [], [], START_TIMEOUT_S)
-            line = self.proc.stdout.readline() if ready else ""
-            match = re.match(r"cloud serving on 127\.0\.0\.1:(\d+) \(\w+, (\d+) thread", line)
-            if not match:
-                self._stderr.seek(0)
-                raise SystemExit(f"error: the cloud did not start: {line.strip()!r}\n{self._stderr.read()[-2000:]}")
-            self.port, self.threads = int(match.group(1)), int(match.group(2))
-            if core is not None:
-                pin_threads(self.proc.pid, {core})
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc.stdout.close()
-        self._stderr.close()
-
-    def __enter__(self) -> "PinnedCloud":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def runqueue_wait_ms(pid: int) -> float:
@@ -253,7 +207,7 @@ def warm_up(model, x: torch.Tensor, port: int) -> None:
             client.infer(model.name, model.fingerprint, 0, x)
 
 
-def run_case(model, planner: Planner, x: torch.Tensor, cloud: PinnedCloud, label: str, repeats: int,
+def run_case(model, planner: Planner, x: torch.Tensor, cloud: LocalCloud, label: str, repeats: int,
              edge_slowdown: float) -> tuple[dict, list[dict]]:
     t_case = time.perf_counter()
     bw = parse_bandwidth(label)
@@ -262,7 +216,7 @@ def run_case(model, planner: Planner, x: torch.Tensor, cloud: PinnedCloud, label
     with CloudClient(HOST, cloud.port, pacer=LinkPacer(bw)) as client:
         client.connect()
         client.probe(8 * 1024)  # one paced round trip on this connection before timing
-        case = Case(model, planner, x, client, label, bw, edge_slowdown, cloud.proc.pid)
+        case = Case(model, planner, x, client, label, bw, edge_slowdown, cloud.process.pid)
         measured, skipped = case.oracle_search(chosen, repeats)
         oracle = min(measured, key=lambda k: (measured[k], k))
         chosen_ms, oracle_ms = case.interleaved(chosen, oracle, repeats)
@@ -337,8 +291,9 @@ def main(argv=None) -> list[dict]:
     load_before = os.getloadavg()
     t_start = time.perf_counter()
     try:
-        with PinnedCloud(args.models, CLOUD_CORE if pinned else None) as cloud:
+        with LocalCloud(args.models, threads=1) as cloud:
             if pinned:
+                pin_threads(cloud.process.pid, {CLOUD_CORE})
                 pin_threads(os.getpid(), {EDGE_CORE})
             header = (f"{'model':<10} {'bw':>5} {'chosen':>7} {'oracle':>6} {'chosen ms':>10} {'oracle ms':>10} "
                       f"{'ratio':>6} {'vs edge':>8} {'vs cloud':>8} {'pred ms':>10} {'err':>7} {'cuts':>7} "

@@ -6,8 +6,8 @@ import torch
 
 from net import auth
 from net.cloud_server import CloudServer
-from net.edge_client import CloudClient, CloudRefused, CloudUnavailable
-from net.protocol import PROTOCOL_VERSION, recv_frame, send_frame
+from net.edge_client import CloudClient, CloudRefused
+from net.protocol import recv_frame, send_frame
 
 TOKEN = b"correct horse battery staple"
 

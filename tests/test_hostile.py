@@ -14,7 +14,7 @@ import torch
 from net.cloud_server import CloudServer
 from net.edge_client import CloudClient
 from net.monitor_server import MonitorServer
-from net.protocol import ProtocolError, recv_frame, send_frame
+from net.protocol import ProtocolError, recv_frame
 
 LIMITS = dict(header_timeout_s=0.5, idle_timeout_s=1.0, min_rate_bps=2000, max_connections=8)
 

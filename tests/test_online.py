@@ -6,7 +6,6 @@ import threading
 import pytest
 import torch
 
-from models import get_dnn_model
 from net.cloud_server import CloudServer
 from net.edge_client import CloudClient, CloudRefused, CloudUnavailable
 from net.edge_runner import collaborative_inference, run_units

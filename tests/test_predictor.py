@@ -1,20 +1,17 @@
 import itertools
 import json
-import math
 import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from torch import nn
 
 from predictor import LatencyPredictor, Planner, transfer_ms
 from predictor.features import FEATURES, build_op, op_features, op_spec
 from predictor.ops import analyze
 from predictor.profiler import QUICK, CacheFlusher, profile_chains
-from predictor.regression import (CONFIG_DIR, DATASET_DIR, KindModel, fit_kind, fit_role,
-                                  load_sklearn_model)
+from predictor.regression import CONFIG_DIR, KindModel, fit_kind, load_sklearn_model
 
 
 def constant_predictor(role: str, ms_per_op: float) -> LatencyPredictor:

@@ -1,5 +1,4 @@
 """Multi-task mode: task draws, traces, the background bandwidth tracker, the task runner."""
-import json
 import re
 import subprocess
 import sys
