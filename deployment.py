@@ -4,13 +4,14 @@
   python deployment.py -t MODEL --bandwidth MBPS|3g|lte|wifi [--rtt MS] --show [--json] [--plot FILE.png]
 """
 import argparse
+import json
 import sys
 
 from models import ALL_MODEL_NAMES, DAG_MODEL_NAMES, get_dnn_model
 from models.dag import get_dag_model
 from predictor import LatencyPredictor, Planner
 from predictor.dag_plan import DagPlanner
-from predictor.deploy import (cut_table_document, dag_partition_document, dumps, format_dag_partition,
+from predictor.deploy import (cut_table_document, dag_partition_document, format_dag_partition,
                               print_cut_table, profile_and_fit, warn_if_other_machine)
 from predictor.regression import ROLES
 from utils.cli import bandwidth_arg, non_negative_ms
@@ -47,7 +48,7 @@ def main(argv=None) -> int:
         if args.plot:
             p.error("--plot draws chain models only; DAG models: --show or --json")
         document = dag_partition_document(DagPlanner(get_dag_model(args.model), edge, cloud), args.bandwidth, args.rtt)
-        print(dumps(document) if args.json else format_dag_partition(document))
+        print(json.dumps(document) if args.json else format_dag_partition(document))
         return 0
     planner = Planner.for_model(get_dnn_model(args.model), edge, cloud)
     document = cut_table_document(planner, args.bandwidth, args.rtt)
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
         except OSError as e:
             p.error(f"cannot write the plot: {e}")
     if args.json:
-        print(dumps(document))
+        print(json.dumps(document))
     elif args.show or not args.plot:
         print_cut_table(document)
     return 0

@@ -18,7 +18,8 @@ MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)  # the chain models
 
 class UnknownModelError(ValueError):
     def __init__(self, name: str):
-        super().__init__(f"unknown model {name!r}; valid models: {', '.join(MODEL_NAMES)}")
+        super().__init__(f"unknown chain model {name!r}; valid: {', '.join(MODEL_NAMES)} "
+                         "(the DAG models res_net, google_net: models.dag.get_dag_model)")
 
 
 def check_model_name(name: str) -> str:

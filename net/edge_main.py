@@ -20,13 +20,12 @@ from net.local_cloud import LocalCloud
 from net.monitor_client import SpeedtestUnavailable, measure_bandwidth_mbps, speedtest_uplink_mbps
 from predictor import LatencyPredictor, Planner
 from predictor.dag_plan import DagPlanner
-from predictor.deploy import warn_if_other_machine
+from predictor.deploy import DEFAULT_THREADS, warn_if_other_machine
 from utils.classes import imagenet_categories
 from utils.cli import add_connection_args, bandwidth_arg, non_negative_ms, slowdown_arg
 from utils.device import DeviceError, resolve_device
 from utils.image import ImageError, fixed_input, load_image
 
-EDGE_THREADS = 1  # the edge is the weak device: the profile's edge role is made at 1 thread
 
 
 SPEEDTEST = "speedtest"
@@ -92,7 +91,7 @@ def main(argv=None, description: str = "") -> int:
         parser.exit(2, f"error: {e}\n")
     if args.weights is not None and not args.weights.is_file():
         parser.exit(2, f"error: weights file not found: {args.weights}\n")
-    torch.set_num_threads(EDGE_THREADS)
+    torch.set_num_threads(DEFAULT_THREADS["edge"])
     try:
         if args.model in DAG_MODEL_NAMES:
             model = get_dag_model(args.model, args.weights).to(device)

@@ -21,13 +21,12 @@ from net.tasks_edge import (DEFAULT_INTERVAL_S, DEFAULT_NUM_TASKS, BandwidthTrac
                             draw_tasks, print_summary, replay_trace, summarize)
 from net.trace import TraceError, load_trace
 from predictor import LatencyPredictor
-from predictor.deploy import warn_if_other_machine
+from predictor.deploy import DEFAULT_THREADS, warn_if_other_machine
 from utils.cli import add_connection_args, bandwidth_arg, model_weights_arg, non_negative_ms, port_arg, slowdown_arg
 from utils.device import DeviceError, resolve_device
 from utils.image import ImageError, fixed_input, load_image
 from utils.provenance import provenance
 
-EDGE_THREADS = 1
 
 
 def task_list(text: str) -> list[str]:
@@ -89,7 +88,7 @@ def main(argv=None, description: str = "") -> int:
             parser.exit(2, f"error: weights file for {name} not found: {path}\n")
     tasks = args.tasks or draw_tasks(args.num_tasks, args.seed)
     print(f"{len(tasks)} tasks: {', '.join(tasks)}", flush=True)
-    torch.set_num_threads(EDGE_THREADS)
+    torch.set_num_threads(DEFAULT_THREADS["edge"])
 
     if args.local_cloud:
         try:
@@ -163,7 +162,7 @@ def write_reports(path: Path, rows: list[dict], summary: list[dict], args) -> No
     from utils.excel_utils import write_csv, write_sheet
     from utils.plots import plot_task_report
 
-    meta = provenance(edge_threads=EDGE_THREADS, edge_slowdown=args.edge_slowdown, rtt_ms=args.rtt,
+    meta = provenance(edge_threads=DEFAULT_THREADS["edge"], edge_slowdown=args.edge_slowdown, rtt_ms=args.rtt,
                       seed=args.seed, trace=str(args.bandwidth_trace or ""))
     header = list(rows[0])
     path.parent.mkdir(parents=True, exist_ok=True)

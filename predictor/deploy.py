@@ -1,7 +1,6 @@
 """What deployment.py does: profile this machine, refit the predictors, show the cut table."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -14,7 +13,8 @@ from predictor.profiler import FULL, QUICK, profile_role
 from predictor.regression import CONFIG_DIR, DATASET_DIR, LatencyPredictor, fit_role
 from utils.provenance import cpu_model, provenance
 
-DEFAULT_THREADS = {"edge": 1, "cloud": os.cpu_count() or 1}  # a weak edge; a cloud using every core
+# The edge is the weak device, at 1 thread (its profile and the edge scripts); the cloud uses every core.
+DEFAULT_THREADS = {"edge": 1, "cloud": os.cpu_count() or 1}
 
 
 def profile_and_fit(role: str, threads: int | None = None, quick: bool = False,
@@ -66,10 +66,6 @@ def print_cut_table(document: dict, out=None) -> None:
         print(f"{c['cut_point']:>3}  {c['layer'][:36]:<36} {c['edge_ms']:>9.2f} "
               f"{c['transfer_ms']:>12.2f} {c['cloud_ms']:>9.2f} {c['total_ms']:>9.2f} "
               f"{c['transfer_bytes']:>10}{mark}", file=out)
-
-
-def dumps(document: dict) -> str:
-    return json.dumps(document)
 
 
 def dag_partition_document(planner: DagPlanner, bandwidth_mbps: float, rtt_ms: float) -> dict:
