@@ -77,6 +77,8 @@ def main(argv=None, description: str = "") -> int:
         parser.error("--num-tasks must be at least 1")
     if args.interval <= 0:
         parser.error("--interval must be > 0 s")
+    if args.no_shaping and args.bandwidth is None:
+        parser.error("--no-shaping goes with --bandwidth (a trace is always replayed on the emulated link)")
     try:
         device = resolve_device(args.device)
         x = (load_image(args.image) if args.image else fixed_input()).to(device)

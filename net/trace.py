@@ -21,22 +21,24 @@ def load_trace(path: str | Path) -> list[TracePoint]:
     """Read a trace CSV ('#' lines are comments); times must start at 0 and increase."""
     try:
         with open(path, newline="") as f:
-            lines = [line for line in f if line.strip() and not line.lstrip().startswith("#")]
+            numbered = [(n, line) for n, line in enumerate(f, start=1)
+                        if line.strip() and not line.lstrip().startswith("#")]
     except OSError as e:
         raise TraceError(f"cannot read bandwidth trace {path}: {e.strerror or e}") from None
-    reader = csv.DictReader(lines)
+    line_numbers = [n for n, _ in numbered[1:]]  # of the data rows, in the file as the user sees it
+    reader = csv.DictReader(line for _, line in numbered)
     if reader.fieldnames is None or not {"time_s", "bandwidth_mbps"} <= set(reader.fieldnames):
         raise TraceError(f"{path}: a bandwidth trace needs the columns time_s,bandwidth_mbps")
     points = []
-    for line_no, row in enumerate(reader, start=2):
+    for line_no, row in zip(line_numbers, reader):
         try:
             point = TracePoint(float(row["time_s"]), float(row["bandwidth_mbps"]))
         except (TypeError, ValueError):
-            raise TraceError(f"{path}: row {line_no} is not two numbers: {row}") from None
+            raise TraceError(f"{path}: line {line_no} is not two numbers: {row}") from None
         if not (math.isfinite(point.bandwidth_mbps) and point.bandwidth_mbps > 0):
-            raise TraceError(f"{path}: row {line_no}: bandwidth must be > 0 Mbit/s")
+            raise TraceError(f"{path}: line {line_no}: bandwidth must be > 0 Mbit/s")
         if points and point.time_s <= points[-1].time_s:
-            raise TraceError(f"{path}: row {line_no}: time_s must increase")
+            raise TraceError(f"{path}: line {line_no}: time_s must increase")
         points.append(point)
     if not points or points[0].time_s != 0:
         raise TraceError(f"{path}: a bandwidth trace starts at time_s = 0")

@@ -145,3 +145,10 @@ def test_tasks_run_to_the_end_with_reports_and_the_cut_follows_a_trace(tmp_path)
         assert (tmp_path / f"run{ext}").stat().st_size > 1000
     from utils.excel_utils import read_column
     assert read_column(tmp_path / "run.xls", "task") == list(range(1, 101))
+
+
+def test_trace_errors_name_the_line_of_the_file(tmp_path):
+    path = tmp_path / "trace.csv"
+    path.write_text("# a comment\n# another\ntime_s,bandwidth_mbps\n0,5\n1,fast\n")
+    with pytest.raises(TraceError, match="line 5 is not two numbers"):
+        load_trace(path)
