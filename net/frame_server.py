@@ -243,7 +243,7 @@ class FrameServer(socketserver.ThreadingTCPServer):
         return self
 
     def stop(self, grace_s: float = 30.0) -> None:
-        """Stop accepting, let requests in flight finish (up to grace_s), close every connection."""
+        """Stop accepting; idle connections close; requests in flight get up to grace_s to finish."""
         self._stopping = True  # idle connections notice within STOP_POLL_S and close
         if self._thread is not None:  # shutdown() waits for a serve_forever loop to end
             self.shutdown()
