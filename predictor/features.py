@@ -77,6 +77,11 @@ def op_spec(module: nn.Module, in_shape: tuple[int, ...]) -> dict:
     return spec
 
 
+def add_spec(shape) -> dict:
+    """The spec of an element-wise add of two tensors of `shape` (a skip connection)."""
+    return {"kind": "add", "in_shape": list(shape)}
+
+
 def build_op(spec: dict) -> tuple[Callable[..., torch.Tensor], tuple[torch.Tensor, ...]]:
     """A runnable layer for `spec` and an input for it (random values; cost does not depend on them)."""
     kind, in_shape = spec["kind"], spec["in_shape"]

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from models import ChainModel
-from predictor.features import op_spec
+from predictor.features import add_spec, op_spec
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,14 @@ class ModelInfo:
         return self.input_bytes if k == 0 else self.units[k - 1].out_bytes
 
 
-def _leaf_modules(unit: nn.Module) -> list[nn.Module]:
+def leaf_modules(unit: nn.Module) -> list[nn.Module]:
+    """A unit's leaf layers in execution order (a residual block's, then its skip add)."""
     return [m for m in unit.modules() if not list(m.children())]
+
+
+def has_skip_add(unit: nn.Module) -> bool:
+    """An InvertedResidual that adds its input to its output (x + conv(x))."""
+    return getattr(unit, "use_res_connect", False)
 
 
 @torch.no_grad()
@@ -61,14 +67,14 @@ def analyze(model: ChainModel, dtype: torch.dtype = torch.float32) -> ModelInfo:
         def hook(module, inputs, output):
             recorded.append(Op(op_spec(module, tuple(inputs[0].shape)), tuple(output.shape)))
 
-        handles = [leaf.register_forward_hook(hook) for leaf in _leaf_modules(unit)]
+        handles = [leaf.register_forward_hook(hook) for leaf in leaf_modules(unit)]
         try:
             y = unit(x)
         finally:
             for h in handles:
                 h.remove()
-        if getattr(unit, "use_res_connect", False):  # x + conv(x) inside an InvertedResidual
-            recorded.append(Op({"kind": "add", "in_shape": list(y.shape)}, tuple(y.shape)))
+        if has_skip_add(unit):
+            recorded.append(Op(add_spec(y.shape), tuple(y.shape)))
         units.append(UnitInfo(model.unit_label(k), tuple(recorded), tuple(y.shape),
                               y.numel() * y.element_size()))
         x = y

@@ -25,7 +25,8 @@ from models import DAG_MODEL_NAMES, MODEL_NAMES, get_dnn_model
 from models.dag import DagModel, get_dag_model
 from models.mobilenet import to_chain as mobilenet_chain
 from predictor.dag_plan import node_spec
-from predictor.features import FEATURES, FREE_KINDS, op_features, op_spec
+from predictor.features import FEATURES, FREE_KINDS, add_spec, op_features, op_spec
+from predictor.ops import has_skip_add, leaf_modules
 from utils.provenance import provenance, write_csv_with_provenance
 
 # Bigger than the last-level cache of the machines we run on, so a pass starts cold.
@@ -60,10 +61,6 @@ class CacheFlusher:
         self._buffer.add_(1.0)
 
 
-def _leaf_sequence(unit: nn.Module) -> list[nn.Module]:
-    return [m for m in unit.modules() if not list(m.children())]
-
-
 @torch.no_grad()
 def timed_pass(model: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[dict, tuple, float]]]:
     """Run `model` leaf op by leaf op; return its output and (spec, out_shape, ms) per op.
@@ -75,17 +72,17 @@ def timed_pass(model: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, lis
     clock = time.perf_counter
     for unit in model:
         unit_in = x
-        for leaf in _leaf_sequence(unit):
+        for leaf in leaf_modules(unit):
             t0 = clock()
             y = leaf(x)
             ms = (clock() - t0) * 1e3
             records.append((op_spec(leaf, tuple(x.shape)), tuple(y.shape), ms))
             x = y
-        if getattr(unit, "use_res_connect", False):
+        if has_skip_add(unit):
             t0 = clock()
             y = unit_in + x
             ms = (clock() - t0) * 1e3
-            records.append(({"kind": "add", "in_shape": list(y.shape)}, tuple(y.shape), ms))
+            records.append((add_spec(y.shape), tuple(y.shape), ms))
             x = y
     return x, records
 
