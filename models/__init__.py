@@ -54,5 +54,13 @@ from models.dag import DAG_MODEL_NAMES  # noqa: E402  (models.dag needs models.c
 # Every model the scripts accept: the chains, then the DAGs (traced graphs, models/dag.py).
 ALL_MODEL_NAMES: tuple[str, ...] = MODEL_NAMES + DAG_MODEL_NAMES
 
+def get_model(name: str, weights: str | Path | None = None, device: str | torch.device = "cpu"):
+    """Any accepted model by name: a ChainModel, or a DagModel (traced graph) for the DAG names."""
+    from models.dag import get_dag_model  # noqa: PLC0415  (models.dag imports this package's chain)
+    if name in DAG_MODEL_NAMES:
+        return get_dag_model(name, weights).to(device)
+    return get_dnn_model(name, weights, device)
+
+
 __all__ = ["ALL_MODEL_NAMES", "DAG_MODEL_NAMES", "INPUT_SHAPE", "MODEL_NAMES", "ChainModel", "UnknownModelError", "build_reference",
-           "check_model_name", "get_dnn_model", "model_partition", "weights_fingerprint"]
+           "check_model_name", "get_dnn_model", "get_model", "model_partition", "weights_fingerprint"]

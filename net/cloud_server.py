@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from models import ALL_MODEL_NAMES, DAG_MODEL_NAMES, ChainModel, get_dnn_model
-from models.dag import DagModel, get_dag_model
+from models import ALL_MODEL_NAMES, ChainModel, get_model
+from models.dag import DagModel
 from net.frame_server import FrameServer, Reply, RequestError, serve_probes
 from net.load import LoadMeter
 from net.protocol import DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION
@@ -62,12 +62,12 @@ class ModelCache:
         """A chain model with its shapes, or a DAG model (which carries its own) and None."""
         with self._lock:
             if name not in self._models:
-                if name in DAG_MODEL_NAMES:
-                    model, info = get_dag_model(name, self.weights.get(name)).to(self.device), None
+                model = get_model(name, self.weights.get(name), self.device)
+                if isinstance(model, DagModel):
+                    info = None
                     with torch.no_grad():  # warm-up pass: the first forward is the slowest
                         model(torch.zeros(model.input_shape, device=self.device))
                 else:
-                    model = get_dnn_model(name, self.weights.get(name), self.device)
                     info = analyze(model)  # also the warm-up pass
                 model.fingerprint  # hashing VGG16-BN's weights takes ~0.5 s: once, here
                 self._models[name] = (model, info)

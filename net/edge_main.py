@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from models import ALL_MODEL_NAMES, DAG_MODEL_NAMES, get_dnn_model
-from models.dag import DagModel, get_dag_model
+from models import ALL_MODEL_NAMES, get_model
+from models.dag import DagModel
 from net import auth
 from net.cloud_server import DEFAULT_HOST, DEFAULT_PORT
 from net.edge_client import CloudClient, CloudRefused, CloudUnavailable
@@ -18,8 +18,7 @@ from net.edge_runner import EdgeReport, collaborative_inference, dag_collaborati
 from net.link import LinkPacer
 from net.local_cloud import LocalCloud
 from net.monitor_client import SpeedtestUnavailable, measure_bandwidth_mbps, speedtest_uplink_mbps
-from predictor import LatencyPredictor, Planner
-from predictor.dag_plan import DagPlanner
+from predictor import LatencyPredictor, planner_for
 from predictor.deploy import DEFAULT_THREADS, warn_if_other_machine
 from utils.classes import imagenet_categories
 from utils.cli import add_connection_args, bandwidth_arg, non_negative_ms, slowdown_arg
@@ -93,10 +92,7 @@ def main(argv=None, description: str = "") -> int:
         parser.exit(2, f"error: weights file not found: {args.weights}\n")
     torch.set_num_threads(DEFAULT_THREADS["edge"])
     try:
-        if args.model in DAG_MODEL_NAMES:
-            model = get_dag_model(args.model, args.weights).to(device)
-        else:
-            model = get_dnn_model(args.model, args.weights, device.type)
+        model = get_model(args.model, args.weights, device)
     except (RuntimeError, OSError, ValueError) as e:
         parser.exit(2, f"error: cannot load {args.weights} into {args.model}: {str(e).splitlines()[0]}\n")
     if args.partition is not None and not 0 <= args.partition <= len(model):
@@ -129,10 +125,7 @@ def _run(args, model, x, host: str, port: int) -> int:
         warnings.simplefilter("always")
         edge, cloud = LatencyPredictor.load("edge"), LatencyPredictor.load("cloud")
         warn_if_other_machine(edge)
-    if isinstance(model, DagModel):
-        planner = DagPlanner(model, edge, cloud, edge_slowdown=args.edge_slowdown)
-    else:
-        planner = Planner.for_model(model, edge, cloud, edge_slowdown=args.edge_slowdown)
+    planner = planner_for(model, edge, cloud, args.edge_slowdown)
     shaping = args.bandwidth is not None and not args.no_shaping
     pacer = LinkPacer(args.bandwidth) if shaping else None
     client = CloudClient(host, port, pacer=pacer, rtt_ms=args.rtt if shaping else 0.0,

@@ -14,15 +14,14 @@ from pathlib import Path
 import torch
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from models import DAG_MODEL_NAMES, MODEL_NAMES, ChainModel, get_dnn_model
-from models.dag import DagModel, get_dag_model
+from models import MODEL_NAMES, ChainModel, get_model
+from models.dag import DagModel
 from net.edge_client import CloudClient, CloudRefused, CloudUnavailable
 from net.edge_runner import collaborative_inference, dag_collaborative_inference
 from net.link import LinkPacer
 from net.monitor_client import measure_bandwidth_mbps
 from net.trace import TracePoint
-from predictor import LatencyPredictor, Planner
-from predictor.dag_plan import DagPlanner
+from predictor import DagPlanner, LatencyPredictor, Planner, planner_for
 
 log = logging.getLogger("neurosurgeon.tasks")
 DEFAULT_NUM_TASKS = 40
@@ -111,12 +110,8 @@ class TaskRunner:
     def model(self, name: str) -> tuple[ChainModel | DagModel, Planner | DagPlanner]:
         """Built once per name, warmed up, fingerprinted: tasks time inference, not start-up."""
         if name not in self._models:
-            if name in DAG_MODEL_NAMES:
-                model = get_dag_model(name, self.weights.get(name)).to(self.x.device)
-                planner = DagPlanner(model, self.edge, self.cloud, self.edge_slowdown)
-            else:
-                model = get_dnn_model(name, self.weights.get(name), self.x.device)
-                planner = Planner.for_model(model, self.edge, self.cloud, self.edge_slowdown)
+            model = get_model(name, self.weights.get(name), self.x.device)
+            planner = planner_for(model, self.edge, self.cloud, self.edge_slowdown)
             with torch.no_grad():
                 model(self.x.clone())
             model.fingerprint
