@@ -2,6 +2,7 @@
 
   python deployment.py --role edge|cloud [--threads N] [--quick]
   python deployment.py -t MODEL --bandwidth MBPS|3g|lte|wifi [--rtt MS] --show [--json] [--plot FILE.png]
+                       [--objective latency|energy] [--network 3g|lte|wifi] [--power-profile FILE.json]
 """
 import argparse
 import json
@@ -14,7 +15,7 @@ from predictor.dag_plan import DagPlanner
 from predictor.deploy import (cut_table_document, dag_partition_document, format_dag_partition,
                               print_cut_table, profile_and_fit, warn_if_other_machine)
 from predictor.regression import ROLES
-from utils.cli import bandwidth_arg, non_negative_ms
+from utils.cli import add_objective_args, bandwidth_arg, edge_power_from_args, non_negative_ms, slowdown_arg
 
 
 def main(argv=None) -> int:
@@ -26,10 +27,13 @@ def main(argv=None) -> int:
                    help=f"model to show cuts for: {', '.join(ALL_MODEL_NAMES)}")
     p.add_argument("--bandwidth", type=bandwidth_arg, default=None, help="uplink Mbit/s or 3g|lte|wifi")
     p.add_argument("--rtt", type=non_negative_ms, default=0.0, help="round-trip time in ms (default 0)")
+    p.add_argument("--edge-slowdown", type=slowdown_arg, default=1.0, metavar="F",
+                   help="plan for an edge F times slower than the profiled one (default 1)")
     p.add_argument("--show", action="store_true", help="print the predicted cost of every cut")
     p.add_argument("--json", action="store_true", help="print the cut table as one JSON object")
     p.add_argument("--plot", metavar="FILE.png", help="draw per-unit latency and output size, and "
-                   "the predicted latency of every cut, into a PNG")
+                   "the predicted latency (and modelled energy) of every cut, into a PNG")
+    add_objective_args(p)
     args = p.parse_args(argv)
 
     if args.role:
@@ -41,17 +45,19 @@ def main(argv=None) -> int:
         p.error("give --role to profile, or -t MODEL --bandwidth MBPS --show to see the cuts")
     if args.bandwidth is None:
         p.error("--bandwidth is needed to show the cuts")
+    power = edge_power_from_args(args, p)
     edge, cloud = LatencyPredictor.load("edge"), LatencyPredictor.load("cloud")
     for predictor in (edge, cloud):
         warn_if_other_machine(predictor)
     if args.model in DAG_MODEL_NAMES:
         if args.plot:
             p.error("--plot draws chain models only; DAG models: --show or --json")
-        document = dag_partition_document(DagPlanner(get_dag_model(args.model), edge, cloud), args.bandwidth, args.rtt)
+        document = dag_partition_document(DagPlanner(get_dag_model(args.model), edge, cloud, args.edge_slowdown), args.bandwidth,
+                                          args.rtt, args.objective, power)
         print(json.dumps(document) if args.json else format_dag_partition(document))
         return 0
-    planner = Planner.for_model(get_dnn_model(args.model), edge, cloud)
-    document = cut_table_document(planner, args.bandwidth, args.rtt)
+    planner = Planner.for_model(get_dnn_model(args.model), edge, cloud, args.edge_slowdown)
+    document = cut_table_document(planner, args.bandwidth, args.rtt, args.objective, power)
     if args.plot:  # before the JSON, which stays the last line of stdout
         from utils.plots import plot_cut_table, unit_rows  # matplotlib only when asked for
         try:

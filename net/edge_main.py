@@ -21,7 +21,7 @@ from net.monitor_client import SpeedtestUnavailable, measure_bandwidth_mbps, spe
 from predictor import LatencyPredictor, planner_for
 from predictor.deploy import DEFAULT_THREADS, warn_if_other_machine
 from utils.classes import imagenet_categories
-from utils.cli import add_connection_args, bandwidth_arg, non_negative_ms, slowdown_arg
+from utils.cli import add_connection_args, add_objective_args, bandwidth_arg, edge_power_from_args, non_negative_ms, slowdown_arg
 from utils.device import DeviceError, resolve_device
 from utils.image import ImageError, fixed_input, load_image
 
@@ -59,6 +59,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--no-fallback", action="store_true",
                    help="exit non-zero instead of running locally when the cloud is unavailable")
     p.add_argument("--json", action="store_true", help="print the report as one JSON line at the end")
+    add_objective_args(p)
     return p
 
 
@@ -74,6 +75,11 @@ def print_report(report: EdgeReport, categories: list[str] | None, out=None) -> 
     print(f"{'predicted':<10} {p.edge:>9.2f} {p.transfer:>9.2f} {p.cloud:>9.2f} {p.total:>9.2f}", file=out)
     print(f"{'measured':<10} {m.edge:>9.2f} {m.transfer:>9.2f} {m.cloud:>9.2f} {m.total:>9.2f}"
           f"   (overhead {report.overhead_ms:.2f})", file=out)
+    if report.energy_mj is not None:
+        e = report.energy_mj
+        print(f"edge energy (modelled, not measured): predicted {e['predicted']:.1f} mJ, "
+              f"from the measured times {e['from_measured_times']:.1f} mJ; cut chosen for "
+              f"{report.objective}", file=out)
     print(f"sent {report.transfer_bytes} bytes; top-5:", file=out)
     for index, score in report.top5:
         name = f"  {categories[index]}" if categories else ""
@@ -83,6 +89,7 @@ def print_report(report: EdgeReport, categories: list[str] | None, out=None) -> 
 def main(argv=None, description: str = "") -> int:
     parser = build_parser(description)
     args = parser.parse_args(argv)
+    args.power = edge_power_from_args(args, parser)
     try:
         device = resolve_device(args.device)
         x = load_image(args.image) if args.image else fixed_input()
@@ -167,9 +174,11 @@ def _infer(args, model, planner, x, client, bandwidth_mbps, unavailable) -> Edge
     if isinstance(model, DagModel):
         edge_nodes = None if args.partition is None else model.prefix(args.partition)
         return dag_collaborative_inference(model, planner, x, client, bandwidth_mbps, args.rtt, edge_nodes,
-                                           args.edge_slowdown, unavailable=unavailable)
+                                           args.edge_slowdown, unavailable=unavailable,
+                                           objective=args.objective, power=args.power)
     return collaborative_inference(model, planner, x, client, bandwidth_mbps, args.rtt, args.partition,
-                                   args.edge_slowdown, unavailable=unavailable)
+                                   args.edge_slowdown, unavailable=unavailable,
+                                   objective=args.objective, power=args.power)
 
 
 def _print(args, model, report: EdgeReport) -> int:

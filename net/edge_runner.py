@@ -16,8 +16,8 @@ from models import ChainModel
 from models.dag import DagModel
 from net.edge_client import CloudClient, CloudUnavailable, InferReply
 from predictor import Planner
-from predictor.dag_cut import partition_cost
 from predictor.dag_plan import DagPlanner
+from predictor.energy import EdgePower
 from utils.classes import top_k
 
 
@@ -50,6 +50,10 @@ class EdgeReport:
     retries: int = 0  # requests sent again on a new connection before the cloud answered
     crossing: list[str] | None = None  # DAG models: the nodes whose outputs were sent
     overhead_ms: float = 0.0
+    objective: str = "latency"  # what the cut was chosen for
+    # The edge's modelled energy (mJ), when its network's powers are known: "predicted" from the
+    # predicted times, "from_measured_times" from the measured ones (the powers stay modelled).
+    energy_mj: dict | None = None
     logits: torch.Tensor | None = field(default=None, repr=False)
 
     def to_json_dict(self) -> dict:
@@ -57,6 +61,8 @@ class EdgeReport:
         d.pop("logits")
         if d["crossing"] is None:  # chain models: the cut point says it all
             d.pop("crossing")
+        if d["energy_mj"] is not None:
+            d["energy_mj"] = {k: round(v, 4) for k, v in d["energy_mj"].items()}
         for key in ("predicted_ms", "measured_ms"):
             d[key] = {k: round(v, 4) for k, v in d[key].items()}
         d["overhead_ms"] = round(d["overhead_ms"], 4)
@@ -99,10 +105,12 @@ def ask_cloud(client: CloudClient, model: str, fingerprint: str, tensors: dict[s
 def collaborative_inference(model: ChainModel, planner: Planner, x: torch.Tensor,
                             client: CloudClient | None, bandwidth_mbps: float | None, rtt_ms: float = 0.0,
                             partition: int | None = None, edge_slowdown: float = 1.0,
-                            want_logits: bool = False, unavailable: str | None = None) -> EdgeReport:
+                            want_logits: bool = False, unavailable: str | None = None,
+                            objective: str = "latency", power: EdgePower | None = None) -> EdgeReport:
     """Infer `x` split between this device and the cloud behind `client`.
 
-    The cut is `partition` if given, else the planner's best at this bandwidth and RTT. When the
+    The cut is `partition` if given, else the planner's best for `objective` at this bandwidth
+    and RTT (`power`: the edge's powers, needed for energy, reported whenever given). When the
     cloud is unavailable (`client` is None, `unavailable` says why) the edge runs everything;
     when it fails mid-request the edge finishes the rest itself. Either way the report says
     `fallback` with the reason. The planner must carry the same slowdown.
@@ -112,8 +120,9 @@ def collaborative_inference(model: ChainModel, planner: Planner, x: torch.Tensor
     if client is None:
         k = n
     else:
-        k = planner.best_cut_point(bandwidth_mbps, rtt_ms, cloud_load) if partition is None else partition
-    predicted = planner.cut(k, bandwidth_mbps, rtt_ms, cloud_load)
+        k = (planner.best_cut_point(bandwidth_mbps, rtt_ms, cloud_load, objective, power)
+             if partition is None else partition)
+    predicted = planner.cut(k, bandwidth_mbps, rtt_ms, cloud_load, power)
     measured = Times()
     fallback_reason = unavailable if client is None else None
     transfer_bytes = retries = 0
@@ -140,6 +149,7 @@ def collaborative_inference(model: ChainModel, planner: Planner, x: torch.Tensor
         measured_ms=measured, top5=top5 or top_k(logits), fallback=fallback_reason is not None,
         fallback_reason=fallback_reason, retries=retries,
         overhead_ms=measured.total - measured.edge - measured.transfer - measured.cloud,
+        objective=objective, energy_mj=_energy(power, predicted.energy_mj, measured),
         logits=logits if want_logits else None)
 
 
@@ -147,17 +157,19 @@ def dag_collaborative_inference(model: DagModel, planner: DagPlanner, x: torch.T
                                 client: CloudClient | None, bandwidth_mbps: float | None,
                                 rtt_ms: float = 0.0, edge_nodes: set[str] | None = None,
                                 edge_slowdown: float = 1.0, want_logits: bool = False,
-                                unavailable: str | None = None) -> EdgeReport:
+                                unavailable: str | None = None, objective: str = "latency",
+                                power: EdgePower | None = None) -> EdgeReport:
     """`collaborative_inference` for a DAG model: the edge runs `edge_nodes` (default: the
     min-cut partition), sends every tensor that crosses in one request, the cloud the rest.
     `cut_point` is the number of nodes on the edge; `crossing` lists the nodes sent."""
     names = list(model.nodes)
+    cloud_load = client.cloud_load if client is not None else 1.0  # from the cloud's last reply
     if client is None:
         edge_nodes = set(names)
     elif edge_nodes is None:
-        edge_nodes = set(planner.best_partition(bandwidth_mbps, rtt_ms).edge_nodes)
+        edge_nodes = planner.best_partition(bandwidth_mbps, rtt_ms, cloud_load, objective, power).edge_nodes
     edge_nodes = set(edge_nodes) | {model.input_name}
-    predicted = partition_cost(planner.nodes, planner.edges, edge_nodes, bandwidth_mbps or 1.0, rtt_ms)
+    predicted = planner.cost(edge_nodes, bandwidth_mbps or 1.0, rtt_ms, cloud_load, power)
     measured = Times()
     fallback_reason = unavailable if client is None else None
     transfer_bytes = retries = 0
@@ -184,9 +196,21 @@ def dag_collaborative_inference(model: DagModel, planner: DagPlanner, x: torch.T
     return EdgeReport(
         model=model.name, cut_point=len(edge_nodes) - 1, num_units=len(names) - 1,
         cut_layer=f"sends {', '.join(crossing)}" if crossing else "all on the edge",
-        bandwidth_mbps=bandwidth_mbps, rtt_ms=rtt_ms, cloud_load=1.0, transfer_bytes=transfer_bytes,
+        bandwidth_mbps=bandwidth_mbps, rtt_ms=rtt_ms, cloud_load=cloud_load, transfer_bytes=transfer_bytes,
         predicted_ms=Times(predicted.edge_ms, predicted.transfer_ms, predicted.cloud_ms, predicted.total_ms),
         measured_ms=measured, top5=top5 or top_k(logits), fallback=fallback_reason is not None,
         fallback_reason=fallback_reason, retries=retries, crossing=crossing,
         overhead_ms=measured.total - measured.edge - measured.transfer - measured.cloud,
+        objective=objective, energy_mj=_energy(power, predicted.energy_mj, measured),
         logits=logits if want_logits else None)
+
+
+def _energy(power: EdgePower | None, predicted_mj: float | None, measured: Times) -> dict | None:
+    """Predicted energy, and the same power model applied to the measured times: the transfer
+    (upload, RTT and reply) at the radio's sending power, the cloud's part and any overhead at
+    the waiting power."""
+    if power is None:
+        return None
+    waited_ms = measured.total - measured.edge - measured.transfer
+    return {"predicted": predicted_mj,
+            "from_measured_times": power.energy_mj(measured.edge, measured.transfer, waited_ms)}

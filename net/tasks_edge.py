@@ -22,6 +22,7 @@ from net.link import LinkPacer
 from net.monitor_client import measure_bandwidth_mbps
 from net.trace import TracePoint
 from predictor import DagPlanner, LatencyPredictor, Planner, planner_for
+from predictor.energy import EdgePower
 
 log = logging.getLogger("neurosurgeon.tasks")
 DEFAULT_NUM_TASKS = 40
@@ -105,6 +106,8 @@ class TaskRunner:
     rtt_ms: float = 0.0
     edge_slowdown: float = 1.0
     weights: dict[str, Path] = field(default_factory=dict)
+    objective: str = "latency"
+    power: EdgePower | None = None  # the edge's powers: energy in the rows, and the energy objective
     _models: dict[str, tuple[ChainModel | DagModel, Planner | DagPlanner]] = field(default_factory=dict)
 
     def model(self, name: str) -> tuple[ChainModel | DagModel, Planner | DagPlanner]:
@@ -124,12 +127,14 @@ class TaskRunner:
         start_s = time.monotonic() - started
         if bandwidth_mbps is None:  # never measured: the cloud is unreachable, the edge does all
             report = infer(model, planner, self.x, None, None, self.rtt_ms, edge_slowdown=self.edge_slowdown,
-                           unavailable="uplink never measured: cloud unreachable")
+                           unavailable="uplink never measured: cloud unreachable", power=self.power)
         else:
             report = infer(model, planner, self.x, self.client, bandwidth_mbps, self.rtt_ms,
-                           edge_slowdown=self.edge_slowdown)
+                           edge_slowdown=self.edge_slowdown, objective=self.objective, power=self.power)
         p, m = report.predicted_ms, report.measured_ms
         n = len(model)
+        energy = report.energy_mj or {}
+        edge_only_energy = None if self.power is None else self.power.energy_mj(planner.edge_only_ms(), 0.0, 0.0)
         return {
             "task": task, "model": name, "start_s": round(start_s, 3),
             "bandwidth_mbps": None if bandwidth_mbps is None else round(bandwidth_mbps, 4),
@@ -142,15 +147,20 @@ class TaskRunner:
             "predicted_edge_only_ms": planner.edge_only_ms(),
             "predicted_cloud_only_ms": planner.cloud_only_ms(bandwidth_mbps, self.rtt_ms) if bandwidth_mbps else None,
             "fallback": report.fallback, "fallback_reason": report.fallback_reason or "",
-            "retries": report.retries, "cloud_load": report.cloud_load,
+            "retries": report.retries, "cloud_load": report.cloud_load, "objective": report.objective,
+            "predicted_energy_mj": energy.get("predicted"),
+            "energy_mj_from_measured_times": energy.get("from_measured_times"),
+            "predicted_edge_only_energy_mj": edge_only_energy,
             "top1": report.top5[0][0],
         }
 
 
 def summarize(rows: list[dict]) -> list[dict]:
     """Per model: tasks, cuts chosen, measured total mean/p50/p95, mean predicted total, mean
-    absolute prediction error, and the measured speed-up over the predicted edge-only and
-    cloud-only latency at the same bandwidth (ratio of their means)."""
+    absolute prediction error, the measured speed-up over the predicted edge-only and
+    cloud-only latency at the same bandwidth (ratio of their means), and, when the edge's powers
+    are known, the mean modelled energy (of the measured times) and the share saved against
+    running everything on the edge."""
     out = []
     for name in sorted({r["model"] for r in rows}):
         mine = [r for r in rows if r["model"] == name]
@@ -166,8 +176,18 @@ def summarize(rows: list[dict]) -> list[dict]:
             "mae_ms": statistics.fmean(abs(r["predicted_total_ms"] - r["measured_total_ms"]) for r in mine),
             "speedup_vs_edge_only": statistics.fmean(r["predicted_edge_only_ms"] for r in mine) / statistics.fmean(measured),
             "speedup_vs_cloud_only": (statistics.fmean(cloud_only) / statistics.fmean(measured)) if cloud_only else None,
+            **_energy_summary(mine),
         })
     return out
+
+
+def _energy_summary(rows: list[dict]) -> dict:
+    energy = [r["energy_mj_from_measured_times"] for r in rows if r.get("energy_mj_from_measured_times") is not None]
+    if not energy:
+        return {"energy_mj": None, "energy_saved_vs_edge_only_pct": None}
+    edge_only = statistics.fmean(r["predicted_edge_only_energy_mj"] for r in rows)
+    return {"energy_mj": statistics.fmean(energy),
+            "energy_saved_vs_edge_only_pct": 100.0 * (1.0 - statistics.fmean(energy) / edge_only)}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -178,9 +198,16 @@ def percentile(values: list[float], q: float) -> float:
 
 def print_summary(summary: list[dict], out) -> None:
     print(f"\n{'model':<11} {'tasks':>5} {'cuts':<14} {'fallback':>8} {'mean ms':>9} {'p50 ms':>9} "
-          f"{'p95 ms':>9} {'pred ms':>9} {'MAE ms':>8} {'vs edge':>8} {'vs cloud':>8}", file=out)
+          f"{'p95 ms':>9} {'pred ms':>9} {'MAE ms':>8} {'vs edge':>8} {'vs cloud':>8} {'mJ':>8} "
+          f"{'saved':>6}", file=out)
     for s in summary:
         vs_cloud = "-" if s["speedup_vs_cloud_only"] is None else f"{s['speedup_vs_cloud_only']:.2f}x"
+        energy = ("-", "-") if s.get("energy_mj") is None else (
+            f"{s['energy_mj']:.1f}", f"{s['energy_saved_vs_edge_only_pct']:.0f}%")
         print(f"{s['model']:<11} {s['tasks']:>5} {s['cuts'][:14]:<14} {s['fallbacks']:>8} "
               f"{s['mean_ms']:>9.1f} {s['p50_ms']:>9.1f} {s['p95_ms']:>9.1f} {s['predicted_ms']:>9.1f} "
-              f"{s['mae_ms']:>8.1f} {s['speedup_vs_edge_only']:>7.2f}x {vs_cloud:>8}", file=out)
+              f"{s['mae_ms']:>8.1f} {s['speedup_vs_edge_only']:>7.2f}x {vs_cloud:>8} {energy[0]:>8} "
+              f"{energy[1]:>6}", file=out)
+    if any(s.get("energy_mj") is not None for s in summary):
+        print("mJ: the edge's energy, modelled from the measured times and the power table (not "
+              "measured); saved: against running everything on the edge", file=out)

@@ -22,7 +22,8 @@ from net.tasks_edge import (DEFAULT_INTERVAL_S, DEFAULT_NUM_TASKS, BandwidthTrac
 from net.trace import TraceError, load_trace
 from predictor import LatencyPredictor
 from predictor.deploy import DEFAULT_THREADS, warn_if_other_machine
-from utils.cli import add_connection_args, bandwidth_arg, model_weights_arg, non_negative_ms, port_arg, slowdown_arg
+from utils.cli import (add_connection_args, add_objective_args, bandwidth_arg, edge_power_from_args, model_weights_arg,
+                       non_negative_ms, port_arg, slowdown_arg)
 from utils.device import DeviceError, resolve_device
 from utils.image import ImageError, fixed_input, load_image
 from utils.provenance import provenance
@@ -67,6 +68,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                    help="start tasks_cloud_api.py on free loopback ports for this run")
     p.add_argument("--report", type=Path, metavar="PATH",
                    help="write PATH.xls, PATH.csv (one row per task) and PATH.png")
+    add_objective_args(p)
     return p
 
 
@@ -79,6 +81,7 @@ def main(argv=None, description: str = "") -> int:
         parser.error("--interval must be > 0 s")
     if args.no_shaping and args.bandwidth is None:
         parser.error("--no-shaping goes with --bandwidth (a trace is always replayed on the emulated link)")
+    args.power = edge_power_from_args(args, parser)
     try:
         device = resolve_device(args.device)
         x = (load_image(args.image) if args.image else fixed_input()).to(device)
@@ -115,7 +118,8 @@ def _run(args, tasks, x, cloud_address, monitor_address, trace) -> int:
     rtt_ms = args.rtt
     token = auth.token_from(args.token)
     client = CloudClient(*cloud_address, pacer=pacer, rtt_ms=rtt_ms if pacer else 0.0, token=token)
-    runner = TaskRunner(client, edge, cloud, x, rtt_ms, args.edge_slowdown, dict(args.weights))
+    runner = TaskRunner(client, edge, cloud, x, rtt_ms, args.edge_slowdown, dict(args.weights), args.objective,
+                        args.power)
     scheduler = BackgroundScheduler()
     started_wall, started = time.time(), time.monotonic()
     tracker = None

@@ -12,7 +12,13 @@ u -> u* costs its transfer time, u* -> v is infinite for every consumer v, so th
 paid once when any consumer is on the cloud side. v -> u is infinite too: a cloud node cannot
 feed an edge node. The input node is tied to s. The RTT is a constant paid by any partition that
 sends something, so the best is the cheaper of the min cut + RTT and everything on the edge.
-This module is the search only; tracing models into such graphs is the DAG-models issue's work.
+The energy objective weighs the same capacities by the edge's powers (predictor.energy); the
+cloud's reported load scales the cloud latencies.
+
+The graph's shape depends only on the model, so a `DagCutSearch` builds it once and each
+decision only refills the capacities and runs SciPy's maximum flow (Dinic, compiled), whose
+capacities are integers: costs are scaled so that the all-on-the-edge cost is 2^28 units
+(rounding error below 1e-8 of it per edge) and the partition is re-costed exactly in floats.
 """
 from __future__ import annotations
 
@@ -20,9 +26,12 @@ import math
 from dataclasses import dataclass
 from typing import Iterable
 
-import networkx as nx
+import numpy as np
+from scipy.sparse import csr_array
+from scipy.sparse.csgraph import breadth_first_order, maximum_flow
 
-from predictor.partition import transfer_ms
+from predictor.energy import EdgePower
+from predictor.partition import _check_link, objective_weights, transfer_ms
 
 
 @dataclass(frozen=True)
@@ -40,7 +49,8 @@ class DagPartition:
     transfer_bytes: int
     edge_ms: float
     transfer_ms: float  # includes the RTT when something is sent
-    cloud_ms: float
+    cloud_ms: float     # scaled by the cloud's load
+    energy_mj: float | None = None  # the edge's modelled energy, when a power table was given
 
     @property
     def total_ms(self) -> float:
@@ -48,16 +58,19 @@ class DagPartition:
 
 
 def partition_cost(nodes: dict[str, DagNode], edges: Iterable[tuple[str, str]], edge_nodes: Iterable[str],
-                   bandwidth_mbps: float, rtt_ms: float = 0.0) -> DagPartition:
+                   bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0,
+                   power: EdgePower | None = None) -> DagPartition:
     """The cost of running `edge_nodes` on the edge and the rest on the cloud (any partition,
     valid or not: `is_valid` says which)."""
     on_edge = frozenset(edge_nodes)
     crossing = sorted({u for u, v in edges if u in on_edge and v not in on_edge})
     nbytes = sum(nodes[u].out_bytes for u in crossing)
-    sent_ms = transfer_ms(nbytes, bandwidth_mbps) + rtt_ms if crossing else 0.0
-    return DagPartition(on_edge, tuple(crossing), nbytes,
-                        sum(nodes[n].edge_ms for n in on_edge), sent_ms,
-                        sum(node.cloud_ms for name, node in nodes.items() if name not in on_edge))
+    send_ms = transfer_ms(nbytes, bandwidth_mbps) if crossing else 0.0
+    wait_rtt_ms = rtt_ms if crossing else 0.0
+    edge_ms = sum(nodes[n].edge_ms for n in on_edge)
+    cloud_ms = cloud_load * sum(node.cloud_ms for name, node in nodes.items() if name not in on_edge)
+    energy = None if power is None else power.energy_mj(edge_ms, send_ms, wait_rtt_ms + cloud_ms)
+    return DagPartition(on_edge, tuple(crossing), nbytes, edge_ms, send_ms + wait_rtt_ms, cloud_ms, energy)
 
 
 def is_valid(edges: Iterable[tuple[str, str]], edge_nodes: Iterable[str], source: str) -> bool:
@@ -66,52 +79,89 @@ def is_valid(edges: Iterable[tuple[str, str]], edge_nodes: Iterable[str], source
     return source in on_edge and not any(u not in on_edge and v in on_edge for u, v in edges)
 
 
-def _source_side(graph: nx.DiGraph, flow: dict, s) -> set:
-    """Nodes reachable from s in the residual graph of a maximum flow: the minimum cut's source
-    side. Computed here from the flow: networkx's own minimum_cut returned the right value with
-    a source side that did not achieve it on graphs like these (networkx 3.6.1)."""
-    reached, stack = {s}, [s]
-    while stack:
-        u = stack.pop()
-        for v, data in graph.succ[u].items():  # forward residual: capacity left
-            capacity = data.get("capacity", math.inf)
-            if v not in reached and (capacity == math.inf or flow[u][v] < capacity * (1 - 1e-9) - 1e-12):
-                reached.add(v)
-                stack.append(v)
-        for p in graph.pred[u]:  # backward residual: flow that could be pushed back
-            if p not in reached and flow[p][u] > 1e-12:
-                reached.add(p)
-                stack.append(p)
-    return reached
+def _objective_cost(p: DagPartition, rtt_ms: float, weights: tuple[float, float, float]) -> float:
+    w_edge, w_send, w_wait = weights
+    rtt = rtt_ms if p.crossing else 0.0
+    return w_edge * p.edge_ms + w_send * (p.transfer_ms - rtt) + w_wait * (rtt + p.cloud_ms)
 
 
-def min_cut_partition(nodes: dict[str, DagNode], edges: list[tuple[str, str]], source: str,
-                      bandwidth_mbps: float, rtt_ms: float = 0.0) -> DagPartition:
-    """The cheapest valid partition, by one minimum s-t cut (networkx)."""
-    if not bandwidth_mbps > 0:
-        raise ValueError(f"bandwidth must be a positive number of Mbit/s, got {bandwidth_mbps}")
-    s, t = ("s",), ("t",)  # tuples cannot collide with node names, which are strings
-    graph = nx.DiGraph()  # an edge without a capacity attribute is infinite to networkx
-    for name, node in nodes.items():
-        if name == source:
-            graph.add_edge(s, name)
-        else:
-            graph.add_edge(s, name, capacity=node.cloud_ms)
-        graph.add_edge(name, t, capacity=node.edge_ms)
-    consumers: dict[str, list[str]] = {}
-    for u, v in edges:
-        consumers.setdefault(u, []).append(v)
-    for u, readers in consumers.items():
-        aux = ("sent", u)
-        graph.add_edge(u, aux, capacity=transfer_ms(nodes[u].out_bytes, bandwidth_mbps))
-        for v in readers:
-            graph.add_edge(aux, v)
-            graph.add_edge(v, u)  # infinite: v on the edge forces u on the edge
-    cut_ms, flow = nx.maximum_flow(graph, s, t)
-    edge_side = _source_side(graph, flow, s)
-    best = partition_cost(nodes, edges, (n for n in edge_side if n in nodes), bandwidth_mbps, 0.0)
-    if not math.isclose(best.total_ms, cut_ms, rel_tol=1e-6, abs_tol=1e-6):  # max-flow = min-cut
-        raise RuntimeError(f"min-cut partition costs {best.total_ms} ms, the maximum flow {cut_ms} ms")
-    best = partition_cost(nodes, edges, best.edge_nodes, bandwidth_mbps, rtt_ms)
-    all_edge = partition_cost(nodes, edges, nodes, bandwidth_mbps, rtt_ms)
-    return all_edge if all_edge.total_ms <= best.total_ms else best
+# Integer capacities: the all-on-the-edge cost maps to 2^28 units, "infinite" is 2^30; SciPy's
+# flow is int32, and no flow can exceed the all-on-the-edge cut.
+_SCALE_UNITS = 2 ** 28
+_INFINITE = 2 ** 30
+
+
+class DagCutSearch:
+    """The min-cut graph of one DAG, built once; `best` answers one link/objective/load."""
+
+    def __init__(self, nodes: dict[str, DagNode], edges: Iterable[tuple[str, str]], source: str):
+        self.nodes, self.edges, self.source = nodes, sorted(set(edges)), source
+        names = list(nodes)
+        index = {name: 2 + i for i, name in enumerate(names)}  # 0 = s (the edge), 1 = t (the cloud)
+        producers = sorted({u for u, _ in self.edges})
+        aux = {u: 2 + len(names) + i for i, u in enumerate(producers)}
+        self.num_vertices = 2 + len(names) + len(producers)
+        self.names = names
+        tails, heads, kinds, refs = [], [], [], []
+
+        def arc(u: int, v: int, kind: str, ref: int = -1) -> None:
+            tails.append(u), heads.append(v), kinds.append(kind), refs.append(ref)
+
+        for i, name in enumerate(names):  # s -> v: v's cloud cost; v -> t: v's edge cost
+            arc(0, index[name], "inf" if name == source else "cloud", i)
+            arc(index[name], 1, "edge", i)
+        for u in producers:  # u -> u*: u's transfer, paid once; u* -> readers and reader -> u infinite
+            arc(index[u], aux[u], "send", names.index(u))
+        for u, v in self.edges:
+            arc(aux[u], index[v], "inf")
+            arc(index[v], index[u], "inf")
+        self.tails, self.heads = np.array(tails), np.array(heads)
+        kinds, refs = np.array(kinds), np.array(refs)
+        edge_ms = np.array([nodes[n].edge_ms for n in names], dtype=float)
+        cloud_ms = np.array([nodes[n].cloud_ms for n in names], dtype=float)
+        out_bytes = np.array([nodes[n].out_bytes for n in names], dtype=float)
+        self.infinite = kinds == "inf"
+        # per arc: its edge-ms, cloud-ms and bytes parts (all but one are 0), weighed per decision
+        self.arc_edge_ms = np.where(kinds == "edge", edge_ms[refs], 0.0)
+        self.arc_cloud_ms = np.where(kinds == "cloud", cloud_ms[refs], 0.0)
+        self.arc_bytes = np.where(kinds == "send", out_bytes[refs], 0.0)
+        self.all_edge_ms = float(edge_ms.sum())
+
+    def best(self, bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0,
+             objective: str = "latency", power: EdgePower | None = None) -> DagPartition:
+        """The valid partition of least predicted latency (or modelled energy)."""
+        _check_link(bandwidth_mbps, rtt_ms, cloud_load)
+        weights = w_edge, w_send, w_wait = objective_weights(objective, power)
+        all_edge = partition_cost(self.nodes, self.edges, self.nodes, bandwidth_mbps, rtt_ms, cloud_load, power)
+        bound = w_edge * self.all_edge_ms  # the all-on-the-edge cut: no min cut costs more
+        if bound <= 0:
+            return all_edge
+        cost = (w_edge * self.arc_edge_ms + w_wait * cloud_load * self.arc_cloud_ms
+                + w_send * self.arc_bytes * (transfer_ms(1, bandwidth_mbps)))
+        scale = _SCALE_UNITS / bound
+        # an arc dearer than 2x the bound is in no minimum cut: clamping it keeps int32 safe
+        units = np.rint(np.minimum(cost, 2 * bound) * scale).astype(np.int64)
+        units[self.infinite] = _INFINITE
+        n = self.num_vertices
+        capacity = csr_array((units.astype(np.int32), (self.tails, self.heads)), shape=(n, n))
+        flow = maximum_flow(capacity, 0, 1).flow.toarray()
+        # the source side: reachable from s in the residual graph (capacity left forward, or flow to undo)
+        residual = capacity.toarray().astype(np.int64) - flow
+        reached = breadth_first_order(csr_array(residual > 0), 0, directed=True, return_predecessors=False)
+        edge_side = {self.names[v - 2] for v in reached if v >= 2 and v - 2 < len(self.names)}
+        best = partition_cost(self.nodes, self.edges, edge_side, bandwidth_mbps, rtt_ms, cloud_load, power)
+        if not is_valid(self.edges, best.edge_nodes, self.source):
+            raise RuntimeError(f"the minimum cut gave an invalid partition of {sorted(best.edge_nodes)}")
+        cut_cost = _objective_cost(best, rtt_ms, weights) - (w_wait * rtt_ms if best.crossing else 0.0)
+        flow_value = flow[0].sum() / scale
+        if not math.isclose(cut_cost, flow_value, rel_tol=1e-6, abs_tol=len(units) / scale):  # max-flow = min-cut
+            raise RuntimeError(f"min-cut partition costs {cut_cost}, the maximum flow {flow_value}")
+        return all_edge if _objective_cost(all_edge, rtt_ms, weights) <= _objective_cost(best, rtt_ms, weights) else best
+
+
+def min_cut_partition(nodes: dict[str, DagNode], edges: Iterable[tuple[str, str]], source: str,
+                      bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0,
+                      objective: str = "latency", power: EdgePower | None = None) -> DagPartition:
+    """The cheapest valid partition, by one minimum s-t cut (builds the graph; a DagCutSearch
+    kept by the caller builds it once)."""
+    return DagCutSearch(nodes, edges, source).best(bandwidth_mbps, rtt_ms, cloud_load, objective, power)

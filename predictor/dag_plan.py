@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from models.dag import DagModel
-from predictor.dag_cut import DagNode, DagPartition, min_cut_partition, partition_cost
+from predictor.dag_cut import DagCutSearch, DagNode, DagPartition, partition_cost
+from predictor.energy import EdgePower
 from predictor.features import op_spec
 from predictor.regression import LatencyPredictor
 
@@ -44,12 +45,20 @@ class DagPlanner:
             cloud_ms = 0.0 if spec is None else cloud.predict_op_ms(spec, info.out_shape)
             self.nodes[name] = DagNode(name, edge_ms, cloud_ms, info.out_bytes)
         self.edges = model.edges()
+        self.search = DagCutSearch(self.nodes, self.edges, model.input_name)
 
     def edge_only_ms(self) -> float:
         return sum(node.edge_ms for node in self.nodes.values())
 
     def cloud_only_ms(self, bandwidth_mbps: float, rtt_ms: float = 0.0) -> float:
-        return partition_cost(self.nodes, self.edges, {self.model.input_name}, bandwidth_mbps, rtt_ms).total_ms
+        return self.cost({self.model.input_name}, bandwidth_mbps, rtt_ms).total_ms
 
-    def best_partition(self, bandwidth_mbps: float, rtt_ms: float = 0.0) -> DagPartition:
-        return min_cut_partition(self.nodes, self.edges, self.model.input_name, bandwidth_mbps, rtt_ms)
+    def cost(self, edge_nodes, bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0,
+             power: EdgePower | None = None) -> DagPartition:
+        """The predicted cost of running `edge_nodes` (the input is always among them) on the edge."""
+        edge_nodes = {*edge_nodes, self.model.input_name}
+        return partition_cost(self.nodes, self.edges, edge_nodes, bandwidth_mbps, rtt_ms, cloud_load, power)
+
+    def best_partition(self, bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0,
+                       objective: str = "latency", power: EdgePower | None = None) -> DagPartition:
+        return self.search.best(bandwidth_mbps, rtt_ms, cloud_load, objective, power)

@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 from predictor.dag_plan import DagPlanner
+from predictor.energy import OBJECTIVES, EdgePower
 from predictor.partition import Cut, Planner
 from predictor.profiler import FULL, QUICK, profile_role
 from predictor.regression import CONFIG_DIR, DATASET_DIR, LatencyPredictor, fit_role
@@ -43,53 +44,104 @@ def warn_if_other_machine(predictor: LatencyPredictor) -> None:
                       "to profile this machine", stacklevel=2)
 
 
-def cut_table_document(planner: Planner, bandwidth_mbps: float, rtt_ms: float) -> dict:
-    best = planner.best_cut_point(bandwidth_mbps, rtt_ms)
-    return {"model": planner.info.name, "bandwidth_mbps": bandwidth_mbps, "rtt_ms": rtt_ms,
-            "best_cut": best, "cuts": [_cut_row(c) for c in planner.table(bandwidth_mbps, rtt_ms)]}
+def cut_table_document(planner: Planner, bandwidth_mbps: float, rtt_ms: float, objective: str = "latency",
+                       power: EdgePower | None = None) -> dict:
+    """Every cut's predicted latency (and modelled edge energy, with a `power`), the cut chosen
+    for `objective`, and the best cut for each objective."""
+    doc = {"model": planner.info.name, "bandwidth_mbps": bandwidth_mbps, "rtt_ms": rtt_ms,
+           "objective": objective,
+           "best_cut": planner.best_cut_point(bandwidth_mbps, rtt_ms, objective=objective, power=power),
+           "best_latency_cut": planner.best_cut_point(bandwidth_mbps, rtt_ms)}
+    if power is not None:
+        doc.update(best_energy_cut=planner.best_cut_point(bandwidth_mbps, rtt_ms, objective="energy", power=power),
+                   **_power_fields(power))
+    doc["cuts"] = [_cut_row(c) for c in planner.table(bandwidth_mbps, rtt_ms, power=power)]
+    return doc
+
+
+def _power_fields(power: EdgePower) -> dict:
+    return {"network": power.network, "power_mw": {"compute": power.compute_mw, "idle": power.idle_mw,
+                                                   "send": power.send_mw, "wait": power.wait_mw}}
 
 
 def _cut_row(cut: Cut) -> dict:
-    return {"cut_point": cut.cut_point, "layer": cut.layer, "edge_ms": round(cut.edge_ms, 4),
-            "transfer_ms": round(cut.transfer_ms, 4), "cloud_ms": round(cut.cloud_ms, 4),
-            "total_ms": round(cut.total_ms, 4), "transfer_bytes": cut.transfer_bytes}
+    row = {"cut_point": cut.cut_point, "layer": cut.layer, "edge_ms": round(cut.edge_ms, 4),
+           "transfer_ms": round(cut.transfer_ms, 4), "cloud_ms": round(cut.cloud_ms, 4),
+           "total_ms": round(cut.total_ms, 4), "transfer_bytes": cut.transfer_bytes}
+    if cut.energy_mj is not None:
+        row["energy_mj"] = round(cut.energy_mj, 4)
+    return row
 
 
 def print_cut_table(document: dict, out=None) -> None:
     out = out or sys.stdout  # looked up at call time, so redirection (and capsys) works
+    energy = "best_energy_cut" in document
     print(f"{document['model']} at {document['bandwidth_mbps']:g} Mbit/s, RTT "
           f"{document['rtt_ms']:g} ms (predicted; edge units 1..k, cloud units k+1..N)", file=out)
     print(f"{'k':>3}  {'layer after which we cut':<36} {'edge ms':>9} {'transfer ms':>12} "
-          f"{'cloud ms':>9} {'total ms':>9} {'bytes':>10}", file=out)
+          f"{'cloud ms':>9} {'total ms':>9} {'bytes':>10}" + (f" {'energy mJ':>10}" if energy else ""), file=out)
     for c in document["cuts"]:
-        mark = "  <- best" if c["cut_point"] == document["best_cut"] else ""
+        marks = [name for name, key in (("fastest", "best_latency_cut"), ("least energy", "best_energy_cut"))
+                 if document.get(key) == c["cut_point"]]
+        mark = f"  <- best ({', '.join(marks)})" if c["cut_point"] == document["best_cut"] else (
+            f"  <- {', '.join(marks)}" if marks else "")
         print(f"{c['cut_point']:>3}  {c['layer'][:36]:<36} {c['edge_ms']:>9.2f} "
               f"{c['transfer_ms']:>12.2f} {c['cloud_ms']:>9.2f} {c['total_ms']:>9.2f} "
-              f"{c['transfer_bytes']:>10}{mark}", file=out)
+              f"{c['transfer_bytes']:>10}" + (f" {c['energy_mj']:>10.1f}" if energy else "") + mark, file=out)
+    if energy:
+        print(_power_line(document), file=out)
 
 
-def dag_partition_document(planner: DagPlanner, bandwidth_mbps: float, rtt_ms: float) -> dict:
-    """The min-cut partition of a DAG model as data: which nodes run where, what crosses."""
-    model, plan = planner.model, planner.best_partition(bandwidth_mbps, rtt_ms)
-    return {"model": model.name, "bandwidth_mbps": bandwidth_mbps, "rtt_ms": rtt_ms,
-            "num_nodes": len(model), "edge_nodes": [n for n in model.nodes if n in plan.edge_nodes
-                                                     and n != model.input_name],
-            "crossing": [{"node": n, "shape": list(model.nodes[n].out_shape),
-                          "bytes": model.nodes[n].out_bytes} for n in plan.crossing],
-            "transfer_bytes": plan.transfer_bytes, "edge_ms": round(plan.edge_ms, 4),
-            "transfer_ms": round(plan.transfer_ms, 4), "cloud_ms": round(plan.cloud_ms, 4),
-            "total_ms": round(plan.total_ms, 4), "edge_only_ms": round(planner.edge_only_ms(), 4),
-            "cloud_only_ms": round(planner.cloud_only_ms(bandwidth_mbps, rtt_ms), 4)}
+def _power_line(d: dict) -> str:
+    mw = d["power_mw"]
+    return (f"cut chosen for {d['objective']}; energy is modelled, not measured: {d['network']} radio "
+            f"{mw['send']:g} mW sending, {mw['wait']:g} mW waiting; compute {mw['compute']:g} mW, "
+            f"idle {mw['idle']:g} mW (sources: predictor/power/default.json)")
+
+
+def dag_partition_document(planner: DagPlanner, bandwidth_mbps: float, rtt_ms: float, objective: str = "latency",
+                           power: EdgePower | None = None) -> dict:
+    """The min-cut partition of a DAG model as data: which nodes run where, what crosses (and,
+    with a `power`, its modelled edge energy and the partition each objective would choose)."""
+    model, plan = planner.model, planner.best_partition(bandwidth_mbps, rtt_ms, objective=objective, power=power)
+    doc = {"model": model.name, "bandwidth_mbps": bandwidth_mbps, "rtt_ms": rtt_ms, "objective": objective,
+           "num_nodes": len(model), "edge_nodes": [n for n in model.nodes if n in plan.edge_nodes
+                                                    and n != model.input_name],
+           "crossing": [{"node": n, "shape": list(model.nodes[n].out_shape),
+                         "bytes": model.nodes[n].out_bytes} for n in plan.crossing],
+           "transfer_bytes": plan.transfer_bytes, "edge_ms": round(plan.edge_ms, 4),
+           "transfer_ms": round(plan.transfer_ms, 4), "cloud_ms": round(plan.cloud_ms, 4),
+           "total_ms": round(plan.total_ms, 4), "edge_only_ms": round(planner.edge_only_ms(), 4),
+           "cloud_only_ms": round(planner.cloud_only_ms(bandwidth_mbps, rtt_ms), 4)}
+    if power is not None:
+        all_edge = planner.cost(model.nodes, bandwidth_mbps, rtt_ms, power=power)
+        all_cloud = planner.cost((), bandwidth_mbps, rtt_ms, power=power)
+        doc.update(energy_mj=round(plan.energy_mj, 4), edge_only_energy_mj=round(all_edge.energy_mj, 4),
+                   cloud_only_energy_mj=round(all_cloud.energy_mj, 4), **_power_fields(power))
+        for other in OBJECTIVES:
+            best = planner.best_partition(bandwidth_mbps, rtt_ms, objective=other, power=power)
+            doc[f"best_{other}"] = {"edge_nodes": len(best.edge_nodes) - 1, "crossing": list(best.crossing),
+                                    "total_ms": round(best.total_ms, 4), "energy_mj": round(best.energy_mj, 4)}
+    return doc
 
 
 def format_dag_partition(d: dict) -> str:
     edge = d["edge_nodes"]
     shown = ", ".join(edge[:12]) + (f", ... ({len(edge)} in all)" if len(edge) > 12 else "")
-    lines = [f"{d['model']} at {d['bandwidth_mbps']:g} Mbit/s, RTT {d['rtt_ms']:g} ms (predicted; min-cut partition)",
+    lines = [f"{d['model']} at {d['bandwidth_mbps']:g} Mbit/s, RTT {d['rtt_ms']:g} ms (predicted; "
+             f"min-cut partition for {d['objective']})",
              f"on the edge: {len(edge)} of {d['num_nodes']} nodes" + (f": {shown}" if edge else ""),
              "crossing: " + ("; ".join(f"{c['node']} {c['shape']} {c['bytes']} B" for c in d["crossing"])
                             if d["crossing"] else "nothing (all on the edge)"),
              f"predicted ms: edge {d['edge_ms']:.2f} + transfer {d['transfer_ms']:.2f} + cloud "
              f"{d['cloud_ms']:.2f} = {d['total_ms']:.2f}  (all on the edge {d['edge_only_ms']:.2f}, "
              f"all on the cloud {d['cloud_only_ms']:.2f})"]
+    if "energy_mj" in d:
+        lines.append(f"modelled edge energy: {d['energy_mj']:.1f} mJ  (all on the edge "
+                     f"{d['edge_only_energy_mj']:.1f}, all on the cloud {d['cloud_only_energy_mj']:.1f})")
+        for other in OBJECTIVES:
+            b = d[f"best_{other}"]
+            lines.append(f"best for {other}: {b['edge_nodes']} nodes on the edge, sends "
+                         f"{', '.join(b['crossing']) or 'nothing'}: {b['total_ms']:.1f} ms, {b['energy_mj']:.1f} mJ")
+        lines.append(_power_line(d))
     return "\n".join(lines)

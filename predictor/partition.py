@@ -1,8 +1,10 @@
 """The partition search: predicted cost of every cut k = 0..N, and the cheapest.
 
-cost(k) = edge(units 1..k) + bytes(k) / bandwidth + RTT + cloud(units k+1..N), with no transfer,
-no RTT and no cloud at k = N. Per-unit predictions and byte counts are computed once per model
-(a `Planner`), so a decision is one pass over N+1 precomputed numbers: microseconds.
+latency(k) = edge(units 1..k) + bytes(k) / bandwidth + RTT + cloud(units k+1..N), with no
+transfer, no RTT and no cloud at k = N. The energy objective weighs the same three parts by the
+edge's power in each (predictor.energy): compute x edge + radio x send + waiting x (RTT + cloud).
+Per-unit predictions and byte counts are computed once per model (a `Planner`), so a decision is
+one pass over N+1 precomputed numbers: microseconds.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from dataclasses import asdict, dataclass
 from itertools import accumulate
 
 from models import ChainModel
+from predictor.energy import OBJECTIVES, EdgePower
 from predictor.ops import ModelInfo, analyze
 from predictor.regression import LatencyPredictor
 
@@ -31,6 +34,7 @@ class Cut:
     cloud_ms: float
     total_ms: float
     transfer_bytes: int
+    energy_mj: float | None = None  # the edge's modelled energy, when a power table was given
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -62,46 +66,69 @@ class Planner:
     def num_units(self) -> int:
         return len(self.info.units)
 
-    def cut(self, k: int, bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0) -> Cut:
+    def cut(self, k: int, bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0,
+            power: EdgePower | None = None) -> Cut:
         """The predicted cost of cut k. cloud_load scales the cloud's unloaded predictions: the
-        load factor the cloud reports (1 = idle; 2 = its requests take twice as long)."""
+        load factor the cloud reports (1 = idle; 2 = its requests take twice as long). With a
+        `power`, the cut carries its modelled edge energy too."""
         n = self.num_units
         if not 0 <= k <= n:
             raise ValueError(f"cut point {k} is outside 0..{n} for {self.info.name}")
         edge_ms = self.edge_prefix_ms[k]
         if k == n:
-            return Cut(k, self.labels[k], edge_ms, 0.0, 0.0, edge_ms, 0)
-        net_ms = transfer_ms(self.cut_bytes[k], bandwidth_mbps) + rtt_ms
+            energy = None if power is None else power.energy_mj(edge_ms, 0.0, 0.0)
+            return Cut(k, self.labels[k], edge_ms, 0.0, 0.0, edge_ms, 0, energy)
+        send_ms = transfer_ms(self.cut_bytes[k], bandwidth_mbps)
         cloud_ms = cloud_load * self.cloud_suffix_ms[k]
+        energy = None if power is None else power.energy_mj(edge_ms, send_ms, rtt_ms + cloud_ms)
+        net_ms = send_ms + rtt_ms
         return Cut(k, self.labels[k], edge_ms, net_ms, cloud_ms, edge_ms + net_ms + cloud_ms,
-                   self.cut_bytes[k])
+                   self.cut_bytes[k], energy)
 
-    def table(self, bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0) -> list[Cut]:
+    def table(self, bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0,
+              power: EdgePower | None = None) -> list[Cut]:
         _check_link(bandwidth_mbps, rtt_ms, cloud_load)
-        return [self.cut(k, bandwidth_mbps, rtt_ms, cloud_load) for k in range(self.num_units + 1)]
+        return [self.cut(k, bandwidth_mbps, rtt_ms, cloud_load, power) for k in range(self.num_units + 1)]
 
-    def best_cut_point(self, bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0) -> int:
-        """argmin over k of the predicted total; ties go to the smaller k (less edge work)."""
+    def best_cut_point(self, bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0,
+                       objective: str = "latency", power: EdgePower | None = None) -> int:
+        """argmin over k of the predicted latency (or modelled energy); ties go to the smaller k
+        (less edge work)."""
         _check_link(bandwidth_mbps, rtt_ms, cloud_load)
+        w_edge, w_send, w_wait = objective_weights(objective, power)
         n = self.num_units
         ms_per_byte = MS_PER_BYTE_AT_1_MBPS / bandwidth_mbps
-        best_k, best_ms = n, self.edge_prefix_ms[n]
+        best_k, best_cost = n, w_edge * self.edge_prefix_ms[n]
         edge, cloud, nbytes = self.edge_prefix_ms, self.cloud_suffix_ms, self.cut_bytes
         for k in range(n):
-            total = edge[k] + nbytes[k] * ms_per_byte + rtt_ms + cloud_load * cloud[k]
-            if total < best_ms or (total == best_ms and k < best_k):
-                best_k, best_ms = k, total
+            # the same sums, in the same order, as cut(): equal costs compare equal
+            cost = w_edge * edge[k] + (w_send * (nbytes[k] * ms_per_byte) + w_wait * rtt_ms) + w_wait * (cloud_load * cloud[k])
+            if cost < best_cost or (cost == best_cost and k < best_k):
+                best_k, best_cost = k, cost
         return best_k
 
-    def best_cut(self, bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0) -> Cut:
-        k = self.best_cut_point(bandwidth_mbps, rtt_ms, cloud_load)
-        return self.cut(k, bandwidth_mbps, rtt_ms, cloud_load)
+    def best_cut(self, bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0,
+                 objective: str = "latency", power: EdgePower | None = None) -> Cut:
+        k = self.best_cut_point(bandwidth_mbps, rtt_ms, cloud_load, objective, power)
+        return self.cut(k, bandwidth_mbps, rtt_ms, cloud_load, power)
 
     def edge_only_ms(self) -> float:
         return self.edge_prefix_ms[-1]
 
     def cloud_only_ms(self, bandwidth_mbps: float, rtt_ms: float = 0.0) -> float:
         return self.cut(0, bandwidth_mbps, rtt_ms).total_ms
+
+
+def objective_weights(objective: str, power: EdgePower | None) -> tuple[float, float, float]:
+    """Cost per ms of edge compute, of sending, of waiting (RTT + cloud): 1, 1, 1 for latency
+    (cost in ms); the edge's powers for energy (cost in mJ)."""
+    if objective == "latency":
+        return 1.0, 1.0, 1.0
+    if objective == "energy":
+        if power is None:
+            raise ValueError("the energy objective needs the edge's power figures (an EdgePower)")
+        return power.weights()
+    raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
 
 
 def _check_link(bandwidth_mbps: float, rtt_ms: float, cloud_load: float = 1.0) -> None:

@@ -71,3 +71,18 @@ def test_a_busy_cloud_moves_the_cut_home_and_back(monkeypatch, chain_models, ima
         back = collaborative_inference(edge_model, planner, image_batch, edge, 1000.0, edge_slowdown=2.0)
         edge.close()
         assert back.cut_point == 0 and back.cloud_load < 1.5
+
+
+def test_a_dag_models_partition_follows_the_clouds_load(cloud_server, image_batch):
+    from models.dag import get_dag_model
+    from net.edge_runner import dag_collaborative_inference
+    from predictor.dag_plan import DagPlanner
+    model = get_dag_model("res_net")
+    planner = DagPlanner(model, LatencyPredictor.load("edge"), LatencyPredictor.load("cloud"), edge_slowdown=2.0)
+    idle = planner.best_partition(1000.0, 0.0, cloud_load=1.0)
+    loaded = planner.best_partition(1000.0, 0.0, cloud_load=50.0)
+    assert idle.edge_nodes == {model.input_name} and loaded.edge_nodes == set(model.nodes)
+    with CloudClient(*cloud_server.address) as client:
+        client.cloud_load = 50.0  # as if the cloud's last reply had said so
+        report = dag_collaborative_inference(model, planner, image_batch, client, 1000.0)
+    assert report.cloud_load == 50.0 and report.cut_point == len(model.nodes) - 1

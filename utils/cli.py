@@ -5,15 +5,51 @@ import argparse
 from pathlib import Path
 
 from models import ALL_MODEL_NAMES
-from net.link import parse_bandwidth
+from net.link import NETWORK_PRESETS_MBPS, parse_bandwidth
+from predictor.energy import OBJECTIVES, EdgePower, PowerProfile, PowerProfileError
 from utils.device import DEVICES
 
 
-def bandwidth_arg(text: str) -> float:
+class BandwidthMbps(float):
+    """Mbit/s that remembers the preset it was named by ("3g", "lte", "wifi"), if any: the
+    network whose radio powers the energy model uses unless --network says otherwise."""
+    network: str | None = None
+
+
+def bandwidth_arg(text: str) -> BandwidthMbps:
     try:
-        return parse_bandwidth(text)
+        value = BandwidthMbps(parse_bandwidth(text))
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+    key = str(text).strip().lower()
+    value.network = key if key in NETWORK_PRESETS_MBPS else None
+    return value
+
+
+def add_objective_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--objective", choices=OBJECTIVES, default="latency",
+                   help="choose the cut for the least latency (default) or the least edge energy (modelled)")
+    p.add_argument("--network", metavar="3g|lte|wifi", help="the radio the edge sends over, for the "
+                   "energy model (default: the --bandwidth preset's name)")
+    p.add_argument("--power-profile", type=Path, metavar="FILE.json", help="your device's power "
+                   "figures, laid over predictor/power/default.json (same layout)")
+
+
+def edge_power_from_args(args: argparse.Namespace, p: argparse.ArgumentParser) -> EdgePower | None:
+    """The edge's powers for the energy model, or None when the network is unknown (then only
+    latency is reported). Exits with a one-line message on a bad profile or network."""
+    network = args.network or getattr(args.bandwidth, "network", None)
+    if network is None:
+        if args.objective == "energy":
+            p.error("--objective energy needs the network whose radio sends: --network 3g|lte|wifi "
+                    "(or a --bandwidth preset)")
+        if args.power_profile is None:
+            return None
+        p.error("--power-profile needs the network whose radio sends: --network 3g|lte|wifi (or a --bandwidth preset)")
+    try:
+        return PowerProfile.load(args.power_profile).for_network(network)
+    except PowerProfileError as e:
+        p.error(str(e))
 
 
 def non_negative_ms(text: str) -> float:

@@ -16,7 +16,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator
 
 EDGE_COLOUR, TRANSFER_COLOUR, CLOUD_COLOUR = "#4C72B0", "#DD8452", "#55A868"
 BYTES_COLOUR, INPUT_COLOUR, BANDWIDTH_COLOUR = "#8172B3", "#C8C2DE", "#7F7F7F"
-FALLBACK_COLOUR = "#C44E52"
+FALLBACK_COLOUR, ENERGY_COLOUR = "#C44E52", "#B8860B"
 DPI = 110
 LOG_SCALE_RATIO = 30        # a log axis when the largest positive value is this many times the smallest
 CLIP_AT_BEST = 3.0          # the cut panel shows totals up to this many times the chosen cut's
@@ -136,6 +136,8 @@ def plot_cut_table(document: dict, units: list[dict], path) -> Path:
                     bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": "black", "lw": 0.8})
     ax_cut.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _fmt_ms(v)))
     ax_cut.set_ylabel("predicted total")
+    if "best_energy_cut" in document:
+        _energy_curve(ax_cut, document)
     ax_cut.set_xlabel("k: cut after unit k (the edge runs units 1..k; 0 = all on the cloud, "
                       f"{n} = all on the edge)")
     _legend_above(ax_cut)
@@ -147,14 +149,33 @@ def plot_cut_table(document: dict, units: list[dict], path) -> Path:
         ax.grid(axis="y", alpha=0.3, which="major")
         ax.set_axisbelow(True)
 
+    objective = document.get("objective", "latency")
+    fastest = document.get("best_latency_cut", best)
+    energy_note = (f", {chosen['energy_mj']:.0f} mJ;  fastest: k = {fastest}, {_fmt_ms(totals[fastest])}, "
+                   f"{cuts[fastest]['energy_mj']:.0f} mJ" if "energy_mj" in chosen else "")
     fig.suptitle(f"{document['model']} at {document['bandwidth_mbps']:g} Mbit/s uplink, RTT "
                  f"{document['rtt_ms']:g} ms: predicted latency per unit and per cut\n"
-                 f"chosen k = {best} ({_cut_words(best, n, chosen['layer'])}): edge {_fmt_ms(chosen['edge_ms'])} + "
-                 f"transfer {_fmt_ms(chosen['transfer_ms'])} + cloud {_fmt_ms(chosen['cloud_ms'])} "
-                 f"= {_fmt_ms(chosen['total_ms'])}\n"
+                 f"chosen for {objective}: k = {best} ({_cut_words(best, n, chosen['layer'])}): edge "
+                 f"{_fmt_ms(chosen['edge_ms'])} + transfer {_fmt_ms(chosen['transfer_ms'])} + cloud "
+                 f"{_fmt_ms(chosen['cloud_ms'])} = {_fmt_ms(chosen['total_ms'])}{energy_note}\n"
                  f"all on the cloud (k = 0): {_fmt_ms(totals[0])};  all on the edge (k = {n}): "
                  f"{_fmt_ms(totals[n])}", fontsize=11)
     return _save(fig, path)
+
+
+def _energy_curve(ax, document: dict) -> None:
+    """The modelled edge energy of every cut on a second axis, its least-energy cut starred."""
+    cuts, best = document["cuts"], document["best_energy_cut"]
+    energy = [c["energy_mj"] for c in cuts]
+    ax_energy = ax.twinx()
+    ax_energy.plot(range(len(cuts)), energy, color=ENERGY_COLOUR, marker=".", linewidth=1.5,
+                   label=f"edge energy, modelled ({document['network']} radio)")
+    ax_energy.plot([best], [energy[best]], marker="*", markersize=15, color=ENERGY_COLOUR,
+                   markeredgecolor="black", linestyle="none", label=f"least energy: k = {best}")
+    ax_energy.set_ylim(0, min(max(energy), CLIP_AT_BEST * max(energy[best], 1e-3)) * 1.18)
+    ax_energy.set_ylabel("modelled edge energy (mJ)", color=ENERGY_COLOUR)
+    ax_energy.tick_params(axis="y", colors=ENERGY_COLOUR)
+    ax_energy.legend(loc="upper right", fontsize=8, framealpha=0.9)
 
 
 def _set_unit_ticks(ax, labels: list[str], best: int, width_in: float) -> None:
