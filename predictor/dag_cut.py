@@ -127,6 +127,13 @@ class DagCutSearch:
         self.arc_bytes = np.where(kinds == "send", out_bytes[refs], 0.0)
         self.all_edge_ms = float(edge_ms.sum())
 
+    def arc_costs(self, bandwidth_mbps: float, cloud_load: float, weights: tuple[float, float, float]) -> np.ndarray:
+        """Each arc's capacity (inf for the infinite ones) at this link, load and objective."""
+        w_edge, w_send, w_wait = weights
+        cost = (w_edge * self.arc_edge_ms + w_wait * cloud_load * self.arc_cloud_ms
+                + w_send * self.arc_bytes * transfer_ms(1, bandwidth_mbps))
+        return np.where(self.infinite, np.inf, cost)
+
     def best(self, bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0,
              objective: str = "latency", power: EdgePower | None = None) -> DagPartition:
         """The valid partition of least predicted latency (or modelled energy)."""
@@ -136,24 +143,28 @@ class DagCutSearch:
         bound = w_edge * self.all_edge_ms  # the all-on-the-edge cut: no min cut costs more
         if bound <= 0:
             return all_edge
-        cost = (w_edge * self.arc_edge_ms + w_wait * cloud_load * self.arc_cloud_ms
-                + w_send * self.arc_bytes * (transfer_ms(1, bandwidth_mbps)))
+        cost = self.arc_costs(bandwidth_mbps, cloud_load, weights)
         scale = _SCALE_UNITS / bound
         # an arc dearer than 2x the bound is in no minimum cut: clamping it keeps int32 safe
         units = np.rint(np.minimum(cost, 2 * bound) * scale).astype(np.int64)
         units[self.infinite] = _INFINITE
         n = self.num_vertices
         capacity = csr_array((units.astype(np.int32), (self.tails, self.heads)), shape=(n, n))
-        flow = maximum_flow(capacity, 0, 1).flow.toarray()
+        result = maximum_flow(capacity, 0, 1)
+        flow = np.asarray(result.flow[self.tails, self.heads]).ravel()  # on each arc (no duplicates)
         # the source side: reachable from s in the residual graph (capacity left forward, or flow to undo)
-        residual = capacity.toarray().astype(np.int64) - flow
-        reached = breadth_first_order(csr_array(residual > 0), 0, directed=True, return_predecessors=False)
-        edge_side = {self.names[v - 2] for v in reached if v >= 2 and v - 2 < len(self.names)}
+        forward, backward = units > flow, flow > 0
+        rows = np.concatenate([self.tails[forward], self.heads[backward]])
+        cols = np.concatenate([self.heads[forward], self.tails[backward]])
+        residual = csr_array((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
+        reached = breadth_first_order(residual, 0, directed=True, return_predecessors=False)
+        names = self.names
+        edge_side = {names[v - 2] for v in reached.tolist() if 2 <= v < 2 + len(names)}
         best = partition_cost(self.nodes, self.edges, edge_side, bandwidth_mbps, rtt_ms, cloud_load, power)
         if not is_valid(self.edges, best.edge_nodes, self.source):
             raise RuntimeError(f"the minimum cut gave an invalid partition of {sorted(best.edge_nodes)}")
         cut_cost = _objective_cost(best, rtt_ms, weights) - (w_wait * rtt_ms if best.crossing else 0.0)
-        flow_value = flow[0].sum() / scale
+        flow_value = result.flow_value / scale
         if not math.isclose(cut_cost, flow_value, rel_tol=1e-6, abs_tol=len(units) / scale):  # max-flow = min-cut
             raise RuntimeError(f"min-cut partition costs {cut_cost}, the maximum flow {flow_value}")
         return all_edge if _objective_cost(all_edge, rtt_ms, weights) <= _objective_cost(best, rtt_ms, weights) else best

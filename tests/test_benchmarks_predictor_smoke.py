@@ -15,9 +15,10 @@ def test_model_latency_smoke(tmp_path):
 
 def test_decision_time_smoke(tmp_path):
     out = tmp_path / "dt.csv"
-    decision_time.main(["--models", "le_net", "--repeats", "11", "--naive-repeats", "1", "--out", str(out)])
-    df = pd.read_csv(out, comment="#")
-    assert list(df.model) == ["le_net"] and (df.speedup > 0).all()
+    decision_time.main(["--models", "le_net", "res_net", "--repeats", "11", "--naive-repeats", "1", "--out", str(out)])
+    df = pd.read_csv(out, comment="#")  # (each row also asserted that both searches agree)
+    assert list(df.model) == ["le_net", "res_net"] and (df.speedup > 0).all()
+    assert df.baseline.str.contains("networkx").tolist() == [False, True]
 
 
 def test_predictor_accuracy_smoke(tmp_path):
