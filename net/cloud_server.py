@@ -50,28 +50,38 @@ def _validate_dag_request(model: DagModel, entries: list[dict]) -> None:
 
 
 class ModelCache:
-    """Each model built once, on first use, with its shapes; thread-safe."""
+    """Each model built once, on first use, with its shapes; thread-safe. One lock per model, so
+    a request for a built model never waits while another model builds (VGG16-BN: seconds)."""
 
     def __init__(self, device: torch.device, weights: dict[str, Path] | None = None):
         self.device = device
         self.weights = weights or {}
-        self._models: dict[str, tuple[ChainModel, ModelInfo]] = {}
-        self._lock = threading.Lock()
+        self._models: dict[str, tuple[ChainModel | DagModel, ModelInfo | None]] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()  # guards _locks only, held for a dict lookup
 
     def get(self, name: str) -> tuple[ChainModel | DagModel, ModelInfo | None]:
         """A chain model with its shapes, or a DAG model (which carries its own) and None."""
-        with self._lock:
+        built = self._models.get(name)
+        if built is not None:
+            return built
+        with self._locks_lock:
+            lock = self._locks.setdefault(name, threading.Lock())
+        with lock:
             if name not in self._models:
-                model = get_model(name, self.weights.get(name), self.device)
-                if isinstance(model, DagModel):
-                    info = None
-                    with torch.no_grad():  # warm-up pass: the first forward is the slowest
-                        model(torch.zeros(model.input_shape, device=self.device))
-                else:
-                    info = analyze(model)  # also the warm-up pass
-                model.fingerprint  # hashing VGG16-BN's weights takes ~0.5 s: once, here
-                self._models[name] = (model, info)
+                self._models[name] = self._build(name)
             return self._models[name]
+
+    def _build(self, name: str) -> tuple[ChainModel | DagModel, ModelInfo | None]:
+        model = get_model(name, self.weights.get(name), self.device)
+        if isinstance(model, DagModel):
+            info = None
+            with torch.no_grad():  # warm-up pass: the first forward is the slowest
+                model(torch.zeros(model.input_shape, device=self.device))
+        else:
+            info = analyze(model)  # also the warm-up pass
+        model.fingerprint  # hashing VGG16-BN's weights takes ~0.5 s: once, here
+        return model, info
 
 
 class CloudServer(FrameServer):
