@@ -12,7 +12,7 @@ from models import ALL_MODEL_NAMES, DAG_MODEL_NAMES, get_dnn_model
 from models.dag import get_dag_model
 from predictor import LatencyPredictor, Planner
 from predictor.dag_plan import DagPlanner
-from predictor.deploy import (cut_table_document, dag_partition_document, format_dag_partition,
+from predictor.deploy import (cut_table_document, dag_partition_document, dag_prefix_document, format_dag_partition,
                               print_cut_table, profile_and_fit, warn_if_other_machine)
 from predictor.regression import ROLES
 from utils.cli import add_objective_args, bandwidth_arg, edge_power_from_args, non_negative_ms, slowdown_arg
@@ -50,25 +50,33 @@ def main(argv=None) -> int:
     for predictor in (edge, cloud):
         warn_if_other_machine(predictor)
     if args.model in DAG_MODEL_NAMES:
-        if args.plot:
-            p.error("--plot draws chain models only; DAG models: --show or --json")
-        document = dag_partition_document(DagPlanner(get_dag_model(args.model), edge, cloud, args.edge_slowdown), args.bandwidth,
-                                          args.rtt, args.objective, power)
-        print(json.dumps(document) if args.json else format_dag_partition(document))
+        planner = DagPlanner(get_dag_model(args.model), edge, cloud, args.edge_slowdown)
+        if args.plot:  # before the JSON, which stays the last line of stdout
+            write_plot(p, *dag_prefix_document(planner, args.bandwidth, args.rtt, args.objective, power), args.plot)
+        document = dag_partition_document(planner, args.bandwidth, args.rtt, args.objective, power)
+        if args.json:
+            print(json.dumps(document))
+        elif args.show or not args.plot:
+            print(format_dag_partition(document))
         return 0
     planner = Planner.for_model(get_dnn_model(args.model), edge, cloud, args.edge_slowdown)
     document = cut_table_document(planner, args.bandwidth, args.rtt, args.objective, power)
     if args.plot:  # before the JSON, which stays the last line of stdout
-        from utils.plots import plot_cut_table, unit_rows  # matplotlib only when asked for
-        try:
-            print(f"wrote {plot_cut_table(document, unit_rows(planner), args.plot)}")
-        except OSError as e:
-            p.error(f"cannot write the plot: {e}")
+        from utils.plots import unit_rows
+        write_plot(p, document, unit_rows(planner), args.plot)
     if args.json:
         print(json.dumps(document))
     elif args.show or not args.plot:
         print_cut_table(document)
     return 0
+
+
+def write_plot(p: argparse.ArgumentParser, document: dict, units: list[dict], path: str) -> None:
+    from utils.plots import plot_cut_table  # matplotlib only when asked for
+    try:
+        print(f"wrote {plot_cut_table(document, units, path)}")
+    except OSError as e:
+        p.error(f"cannot write the plot: {e}")
 
 
 if __name__ == "__main__":

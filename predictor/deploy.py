@@ -125,6 +125,57 @@ def dag_partition_document(planner: DagPlanner, bandwidth_mbps: float, rtt_ms: f
     return doc
 
 
+def dag_prefix_document(planner: DagPlanner, bandwidth_mbps: float, rtt_ms: float, objective: str = "latency",
+                        power: EdgePower | None = None) -> tuple[dict, list[dict]]:
+    """A DAG model in the chain's cut-table form, for the plot: cut k runs the first k nodes of
+    the traced order on the edge (every such prefix is a valid partition: a node's inputs come
+    before it). The min cut searches all partitions, prefixes or not; the note says where it is.
+    Returns the document and the per-node rows (label, predicted ms, output bytes)."""
+    model = planner.model
+    names = list(model.nodes)  # names[0] is the input
+    labels = ["input", *(_node_label(model, name) for name in names[1:])]
+    cuts = []
+    for k in range(len(names)):
+        c = planner.cost(names[:k + 1], bandwidth_mbps, rtt_ms, power=power)
+        row = {"cut_point": k, "layer": labels[k], "edge_ms": round(c.edge_ms, 4),
+               "transfer_ms": round(c.transfer_ms, 4), "cloud_ms": round(c.cloud_ms, 4),
+               "total_ms": round(c.total_ms, 4), "transfer_bytes": c.transfer_bytes}
+        if c.energy_mj is not None:
+            row["energy_mj"] = round(c.energy_mj, 4)
+        cuts.append(row)
+
+    def least(key: str) -> int:
+        return min(range(len(cuts)), key=lambda k: (cuts[k][key], k))
+
+    doc = {"model": model.name, "bandwidth_mbps": bandwidth_mbps, "rtt_ms": rtt_ms, "objective": objective,
+           "unit_name": "node", "best_cut": least("energy_mj" if objective == "energy" else "total_ms"),
+           "best_latency_cut": least("total_ms")}
+    if power is not None:
+        doc.update(best_energy_cut=least("energy_mj"), **_power_fields(power))
+    plan = planner.best_partition(bandwidth_mbps, rtt_ms, objective=objective, power=power)
+    as_prefix = [k for k in range(len(names)) if set(names[:k + 1]) == set(plan.edge_nodes)]
+    doc["note"] = (f"min cut over all partitions: {len(plan.edge_nodes) - 1} nodes on the edge, sends "
+                   f"{len(plan.crossing)} tensor(s), {plan.total_ms:.1f} ms"
+                   + (f", {plan.energy_mj:.1f} mJ" if plan.energy_mj is not None else "")
+                   + (f" (= k = {as_prefix[0]})" if as_prefix else " (not a prefix of the traced order)"))
+    doc["cuts"] = cuts
+    units = [{"label": labels[k], "edge_ms": planner.nodes[names[k]].edge_ms,
+              "cloud_ms": planner.nodes[names[k]].cloud_ms, "out_bytes": planner.nodes[names[k]].out_bytes}
+             for k in range(1, len(names))]
+    return doc, units
+
+
+def _node_label(model, name: str) -> str:
+    """'Conv2d (layer1_0_conv1)' for a layer, 'add (add_3)' for a function: the kind first, as
+    the chain models' unit labels, so the plot shortens both alike."""
+    node = model.fx_node(name)
+    if node.op == "call_module":
+        kind = type(model.graph_module.get_submodule(node.target)).__name__
+    else:
+        kind = getattr(node.target, "__name__", str(node.target))
+    return f"{kind} ({name})"
+
+
 def format_dag_partition(d: dict) -> str:
     edge = d["edge_nodes"]
     shown = ", ".join(edge[:12]) + (f", ... ({len(edge)} in all)" if len(edge) > 12 else "")

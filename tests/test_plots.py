@@ -99,3 +99,29 @@ def test_deployment_plot_alone_and_with_json(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == f"wrote {path}" and lines[-1].startswith('{"model": "le_net"')
     assert_good_png(path)
+
+
+def test_dag_model_plot_shows_every_prefix_and_where_the_min_cut_is(tmp_path, capsys, predictors):
+    from models.dag import get_dag_model
+    from predictor.dag_plan import DagPlanner
+    from predictor.deploy import dag_prefix_document
+    from predictor.energy import PowerProfile
+    planner = DagPlanner(get_dag_model("res_net"), *predictors, edge_slowdown=10.0)
+    power = PowerProfile.load().for_network("wifi")
+    doc, units = dag_prefix_document(planner, 18.88, 0.0, "energy", power)
+    names = list(planner.model.nodes)
+    assert len(doc["cuts"]) == len(units) + 1 == len(names)
+    for k in (0, 17, len(names) - 1):  # the cost of running the first k nodes on the edge
+        cost = planner.cost(names[:k + 1], 18.88, 0.0, power=power)
+        assert doc["cuts"][k]["total_ms"] == pytest.approx(cost.total_ms, abs=1e-3)
+        assert doc["cuts"][k]["energy_mj"] == pytest.approx(cost.energy_mj, abs=1e-3)
+    assert doc["best_cut"] == min(range(len(names)), key=lambda k: doc["cuts"][k]["energy_mj"])
+    best = planner.best_partition(18.88, 0.0, objective="energy", power=power)
+    assert best.energy_mj <= doc["cuts"][doc["best_cut"]]["energy_mj"] + 1e-3  # the min cut: no prefix beats it
+    assert doc["note"].startswith("min cut over all partitions")
+    path = tmp_path / "res_net.png"
+    assert deployment.main(["-t", "res_net", "--bandwidth", "wifi", "--edge-slowdown", "10", "--plot", str(path),
+                            "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == f"wrote {path}" and lines[-1].startswith('{"model": "res_net"')
+    assert_good_png(path)

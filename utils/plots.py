@@ -56,6 +56,7 @@ def plot_cut_table(document: dict, units: list[dict], path) -> Path:
         raise ValueError(f"the document has {len(cuts)} cuts, expected {n + 1} for {n} units")
     best = document["best_cut"]
     chosen = cuts[best]
+    unit = document.get("unit_name", "unit")  # DAG models: "node" (prefixes of the traced order)
 
     width_in = min(max(10.0, 4.0 + 0.26 * n), 20.0)
     fig = Figure(figsize=(width_in, 10.5), dpi=DPI, layout="constrained")
@@ -74,20 +75,20 @@ def plot_cut_table(document: dict, units: list[dict], path) -> Path:
             ax_lat.text(x, 0.02, "0", transform=ax_lat.get_xaxis_transform(), ha="center",
                         va="bottom", fontsize=8, color="#777777")
     ax_lat.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _fmt_ms(v)))
-    ax_lat.set_ylabel("predicted latency\nper unit")
-    ax_lat.set_title("(a) each unit's predicted latency", loc="left", fontsize=10)
+    ax_lat.set_ylabel(f"predicted latency\nper {unit}")
+    ax_lat.set_title(f"(a) each {unit}'s predicted latency", loc="left", fontsize=10)
     _legend_above(ax_lat)
 
     # (b) size of what a cut after each unit would send (unit k's output; the input at 0)
     out_bytes = [u["out_bytes"] for u in units]
     input_bytes = cuts[0]["transfer_bytes"]
     ax_bytes.bar([0], [input_bytes], width=0.8, color=INPUT_COLOUR, label="input (sent at cut 0)")
-    ax_bytes.bar(xs, out_bytes, width=0.8, color=BYTES_COLOUR, label="unit's output")
+    ax_bytes.bar(xs, out_bytes, width=0.8, color=BYTES_COLOUR, label=f"{unit}'s output")
     _maybe_log(ax_bytes, out_bytes + [input_bytes])
     ax_bytes.axhline(input_bytes, color=INPUT_COLOUR, linestyle="--", linewidth=1)
     ax_bytes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _fmt_bytes(v)))
     ax_bytes.set_ylabel("output size")
-    ax_bytes.set_title("(b) each unit's output: the tensor a cut after it sends", loc="left", fontsize=10)
+    ax_bytes.set_title(f"(b) each {unit}'s output: the tensor a cut after it sends", loc="left", fontsize=10)
     _legend_above(ax_bytes)
 
     # the chosen cut on the unit panels: units 1..k on the edge, k+1..N on the cloud
@@ -138,7 +139,7 @@ def plot_cut_table(document: dict, units: list[dict], path) -> Path:
     ax_cut.set_ylabel("predicted total")
     if "best_energy_cut" in document:
         _energy_curve(ax_cut, document)
-    ax_cut.set_xlabel("k: cut after unit k (the edge runs units 1..k; 0 = all on the cloud, "
+    ax_cut.set_xlabel(f"k: cut after {unit} k (the edge runs {unit}s 1..k; 0 = all on the cloud, "
                       f"{n} = all on the edge)")
     _legend_above(ax_cut)
 
@@ -154,12 +155,13 @@ def plot_cut_table(document: dict, units: list[dict], path) -> Path:
     energy_note = (f", {chosen['energy_mj']:.0f} mJ;  fastest: k = {fastest}, {_fmt_ms(totals[fastest])}, "
                    f"{cuts[fastest]['energy_mj']:.0f} mJ" if "energy_mj" in chosen else "")
     fig.suptitle(f"{document['model']} at {document['bandwidth_mbps']:g} Mbit/s uplink, RTT "
-                 f"{document['rtt_ms']:g} ms: predicted latency per unit and per cut\n"
+                 f"{document['rtt_ms']:g} ms: predicted latency per {unit} and per cut\n"
                  f"chosen for {objective}: k = {best} ({_cut_words(best, n, chosen['layer'])}): edge "
                  f"{_fmt_ms(chosen['edge_ms'])} + transfer {_fmt_ms(chosen['transfer_ms'])} + cloud "
                  f"{_fmt_ms(chosen['cloud_ms'])} = {_fmt_ms(chosen['total_ms'])}{energy_note}\n"
                  f"all on the cloud (k = 0): {_fmt_ms(totals[0])};  all on the edge (k = {n}): "
-                 f"{_fmt_ms(totals[n])}", fontsize=11)
+                 f"{_fmt_ms(totals[n])}" + (f"\n{document['note']}" if document.get("note") else ""),
+                 fontsize=11)
     return _save(fig, path)
 
 
