@@ -31,7 +31,7 @@ from scipy.sparse import csr_array
 from scipy.sparse.csgraph import breadth_first_order, maximum_flow
 
 from predictor.energy import EdgePower
-from predictor.partition import _check_link, objective_weights, transfer_ms
+from predictor.partition import check_link, objective_weights, transfer_ms
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ class DagCutSearch:
     def best(self, bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0,
              objective: str = "latency", power: EdgePower | None = None) -> DagPartition:
         """The valid partition of least predicted latency (or modelled energy)."""
-        _check_link(bandwidth_mbps, rtt_ms, cloud_load)
+        check_link(bandwidth_mbps, rtt_ms, cloud_load)
         weights = w_edge, w_send, w_wait = objective_weights(objective, power)
         all_edge = partition_cost(self.nodes, self.edges, self.nodes, bandwidth_mbps, rtt_ms, cloud_load, power)
         bound = w_edge * self.all_edge_ms  # the all-on-the-edge cut: no min cut costs more

@@ -96,7 +96,7 @@ def _power_line(d: dict) -> str:
     mw = d["power_mw"]
     return (f"cut chosen for {d['objective']}; energy is modelled, not measured: {d['network']} radio "
             f"{mw['send']:g} mW sending, {mw['wait']:g} mW waiting; compute {mw['compute']:g} mW, "
-            f"idle {mw['idle']:g} mW (sources: predictor/power/default.json)")
+            f"idle {mw['idle']:g} mW (sources: predictor/power/default.json, or your --power-profile)")
 
 
 def dag_partition_document(planner: DagPlanner, bandwidth_mbps: float, rtt_ms: float, objective: str = "latency",
@@ -137,12 +137,8 @@ def dag_prefix_document(planner: DagPlanner, bandwidth_mbps: float, rtt_ms: floa
     cuts = []
     for k in range(len(names)):
         c = planner.cost(names[:k + 1], bandwidth_mbps, rtt_ms, power=power)
-        row = {"cut_point": k, "layer": labels[k], "edge_ms": round(c.edge_ms, 4),
-               "transfer_ms": round(c.transfer_ms, 4), "cloud_ms": round(c.cloud_ms, 4),
-               "total_ms": round(c.total_ms, 4), "transfer_bytes": c.transfer_bytes}
-        if c.energy_mj is not None:
-            row["energy_mj"] = round(c.energy_mj, 4)
-        cuts.append(row)
+        cuts.append(_cut_row(Cut(k, labels[k], c.edge_ms, c.transfer_ms, c.cloud_ms, c.total_ms,
+                                 c.transfer_bytes, c.energy_mj)))
 
     def least(key: str) -> int:
         return min(range(len(cuts)), key=lambda k: (cuts[k][key], k))

@@ -87,14 +87,14 @@ class Planner:
 
     def table(self, bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0,
               power: EdgePower | None = None) -> list[Cut]:
-        _check_link(bandwidth_mbps, rtt_ms, cloud_load)
+        check_link(bandwidth_mbps, rtt_ms, cloud_load)
         return [self.cut(k, bandwidth_mbps, rtt_ms, cloud_load, power) for k in range(self.num_units + 1)]
 
     def best_cut_point(self, bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0,
                        objective: str = "latency", power: EdgePower | None = None) -> int:
         """argmin over k of the predicted latency (or modelled energy); ties go to the smaller k
         (less edge work)."""
-        _check_link(bandwidth_mbps, rtt_ms, cloud_load)
+        check_link(bandwidth_mbps, rtt_ms, cloud_load)
         w_edge, w_send, w_wait = objective_weights(objective, power)
         n = self.num_units
         ms_per_byte = MS_PER_BYTE_AT_1_MBPS / bandwidth_mbps
@@ -131,7 +131,7 @@ def objective_weights(objective: str, power: EdgePower | None) -> tuple[float, f
     raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
 
 
-def _check_link(bandwidth_mbps: float, rtt_ms: float, cloud_load: float = 1.0) -> None:
+def check_link(bandwidth_mbps: float, rtt_ms: float, cloud_load: float = 1.0) -> None:
     if not bandwidth_mbps > 0:
         raise ValueError(f"bandwidth must be a positive number of Mbit/s, got {bandwidth_mbps}")
     if not rtt_ms >= 0:
