@@ -56,6 +56,8 @@ class Planner:
         self.cloud_suffix_ms = [*accumulate(reversed(self.cloud_unit_ms), initial=0.0)][::-1]
         self.cut_bytes = [info.cut_bytes(k) for k in range(n + 1)]
         self.labels = ["input", *(u.label for u in info.units)]
+        # what a decision scans, per cut k < N: (edge ms, bytes sent, cloud ms)
+        self._scan = tuple(zip(self.edge_prefix_ms[:n], self.cut_bytes, self.cloud_suffix_ms))
 
     @classmethod
     def for_model(cls, model: ChainModel, edge: LatencyPredictor, cloud: LatencyPredictor,
@@ -97,12 +99,12 @@ class Planner:
         check_link(bandwidth_mbps, rtt_ms, cloud_load)
         w_edge, w_send, w_wait = objective_weights(objective, power)
         n = self.num_units
-        ms_per_byte = MS_PER_BYTE_AT_1_MBPS / bandwidth_mbps
+        # cost(k) = w_edge x edge + w_send x send + w_wait x (RTT + cloud), the factors folded once
+        per_byte = w_send * MS_PER_BYTE_AT_1_MBPS / bandwidth_mbps
+        wait_rtt, per_cloud_ms = w_wait * rtt_ms, w_wait * cloud_load
         best_k, best_cost = n, w_edge * self.edge_prefix_ms[n]
-        edge, cloud, nbytes = self.edge_prefix_ms, self.cloud_suffix_ms, self.cut_bytes
-        for k in range(n):
-            # the same sums, in the same order, as cut(): equal costs compare equal
-            cost = w_edge * edge[k] + (w_send * (nbytes[k] * ms_per_byte) + w_wait * rtt_ms) + w_wait * (cloud_load * cloud[k])
+        for k, (edge_ms, nbytes, cloud_ms) in enumerate(self._scan):
+            cost = w_edge * edge_ms + nbytes * per_byte + wait_rtt + per_cloud_ms * cloud_ms
             if cost < best_cost or (cost == best_cost and k < best_k):
                 best_k, best_cost = k, cost
         return best_k
