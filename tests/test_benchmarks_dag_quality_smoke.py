@@ -1,0 +1,74 @@
+"""The DAG decision-quality benchmark runs end to end on a tiny setting (ResNet-18, one bandwidth,
+one run per median, two sampled partitions), and its candidate partitions are what it says.
+Structure and answers only: no timing assertion (chosen/oracle is a measurement, not a property)."""
+import csv
+
+import pytest
+
+from benchmarks import dag_decision_quality as dq
+from predictor.dag_cut import is_valid
+
+
+def read_rows(path):
+    """(the '# key: value' provenance lines, the rows as dicts of strings)."""
+    text = path.read_text().splitlines()
+    return [t for t in text if t.startswith("# ")], list(csv.DictReader(t for t in text if t[:1] != "#"))
+
+
+@pytest.fixture(scope="module")
+def res_net():
+    from models.dag import get_dag_model
+    return get_dag_model("res_net")
+
+
+def test_candidates_are_valid_distinct_seeded_and_cut_inside_blocks(res_net):
+    candidates = dq.model_candidates(res_net, sample=6, seed=0)
+    edges, n = res_net.edges(), len(res_net)
+    assert all(is_valid(edges, c.edge_nodes, res_net.input_name) for c in candidates)
+    assert len({c.edge_nodes for c in candidates}) == len(candidates)
+    assert [c.origin for c in candidates[:2]] == ["cloud-only", "edge-only"]
+    assert candidates[0].edge_nodes == {res_net.input_name} and candidates[1].edge_nodes == set(res_net.nodes)
+    single = [k for k in range(1, n) if len(res_net.crossing(res_net.prefix(k))) == 1]
+    assert [c.prefix for c in candidates if c.origin == "boundary"] == single
+    sampled = [c for c in candidates if c.origin in ("prefix", "random")]
+    assert len(sampled) == 6
+    assert all(len(res_net.crossing(c.edge_nodes)) >= 2 for c in sampled if c.origin == "prefix")
+    assert all(dq.prefix_of(res_net, c.edge_nodes) is None for c in sampled if c.origin == "random")
+    again = dq.model_candidates(res_net, sample=6, seed=0)
+    assert [c.edge_nodes for c in again] == [c.edge_nodes for c in candidates]
+
+
+def test_dag_decision_quality_smallest(tmp_path):
+    out = tmp_path / "dq.csv"
+    rows = dq.main(["--models", "res_net", "--bandwidths", "100", "--repeats", "1", "--sample", "2",
+                    "--edge-slowdown", "2", "--out", str(out)])
+    meta, written = read_rows(out)
+    assert len(rows) == len(written) == 1
+    for key in ("commit", "cpu", "torch", "edge_slowdown: 2", "pinning", "sample: 2", "seed: 0", "repeats: 1"):
+        assert any(line.startswith(f"# {key}") for line in meta), key
+    row = written[0]
+    assert set(dq.COLUMNS) <= set(row)
+    assert (row["model"], row["bandwidth"], float(row["bandwidth_mbps"])) == ("res_net", "100", 100.0)
+    runs = int(row["runs"])
+    assert runs > 0 and int(row["answers_ok"]) == runs  # every answer equals local inference
+    assert int(row["measured"]) + int(row["skipped"]) == int(row["candidates"])
+    for key in ("chosen_ms", "oracle_ms", "ratio", "edge_only_ms", "cloud_only_ms", "speedup_vs_edge",
+                "speedup_vs_cloud", "predicted_chosen_ms"):
+        assert float(row[key]) > 0
+
+    _, parts = read_rows(tmp_path / "dq_partitions.csv")
+    assert set(dq.PARTITION_COLUMNS) <= set(parts[0])
+    searched = [p for p in parts if p["phase"] == "search"]
+    assert len(searched) == int(row["measured"])
+    assert len({p["candidate"] for p in parts if p["phase"] in ("search", "skipped")}) == int(row["candidates"])
+    for p in searched + [p for p in parts if p["phase"] == "recheck"]:
+        assert int(p["runs"]) == 1 and int(p["answers_ok"]) == 1
+    # the chosen partition was measured in the search, and re-measured with the oracle's
+    key = lambda p: (int(p["edge_nodes"]), p["crossing"])  # noqa: E731
+    chosen = (int(row["chosen_edge_nodes"]), row["chosen_crossing"])
+    oracle = (int(row["oracle_edge_nodes"]), row["oracle_crossing"])
+    assert chosen in {key(p) for p in searched} and oracle in {key(p) for p in searched}
+    assert {key(p) for p in parts if p["phase"] == "recheck"} == {chosen, oracle}
+    # cloud-only and edge-only are measured; multi-tensor requests went through the real cloud
+    assert {"cloud-only", "edge-only"} <= {p["origin"] for p in searched}
+    assert any(int(p["tensors"]) >= 2 for p in searched)
