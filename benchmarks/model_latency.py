@@ -3,19 +3,22 @@
   python -m benchmarks.model_latency [--role edge|cloud] [--models ...] [--repeats N]
 
 Measured with the thread count the role's profile was made with, each pass after a cache flush
-(as the profile), median of --repeats. Prefix k = units 1..k, which is what the edge runs at cut k.
+(as the profile), median of --repeats. Prefix k = units 1..k, which is what the edge runs at cut k;
+for the DAG models, the first k nodes of the traced order, run node by node as the edge runs them.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
+from itertools import accumulate
 import time
 from pathlib import Path
 
 import torch
 
-from models import MODEL_NAMES, get_dnn_model
-from predictor import LatencyPredictor, Planner
+from models import ALL_MODEL_NAMES, get_model
+from models.dag import DagModel
+from predictor import LatencyPredictor, planner_for
 from predictor.profiler import CacheFlusher
 from utils.provenance import provenance, write_csv_with_provenance
 
@@ -31,13 +34,28 @@ def measure_prefixes_ms(model, repeats: int, flush: CacheFlusher) -> list[float]
     for i in range(repeats + 1):  # one warm-up pass
         flush()
         t0 = clock()
-        y, marks = x, []
-        for unit in model:
-            y = unit(y)
-            marks.append((clock() - t0) * 1e3)
+        marks = []
+        if isinstance(model, DagModel):
+            env = {model.input_name: x}
+            for name in list(model.nodes)[1:]:
+                env[name] = model.eval_node(model.fx_node(name), env)
+                marks.append((clock() - t0) * 1e3)
+        else:
+            y = x
+            for unit in model:
+                y = unit(y)
+                marks.append((clock() - t0) * 1e3)
         if i:
             runs.append(marks)
     return [statistics.median(r[k] for r in runs) for k in range(len(model))]
+
+
+def predicted_prefixes_ms(model, planner) -> list[tuple[str, float]]:
+    """(label of unit or node k, predicted ms of prefix 1..k) for k = 1..N."""
+    if isinstance(model, DagModel):
+        names = list(model.nodes)[1:]
+        return list(zip(names, accumulate(planner.nodes[n].edge_ms for n in names)))
+    return [(planner.labels[k], planner.edge_prefix_ms[k]) for k in range(1, len(model) + 1)]
 
 
 def run(role: str, models: list[str], repeats: int) -> list[dict]:
@@ -47,13 +65,12 @@ def run(role: str, models: list[str], repeats: int) -> list[dict]:
     flush = CacheFlusher()
     rows = []
     for name in models:
-        model = get_dnn_model(name)
-        planner = Planner.for_model(model, predictor, predictor)
+        model = get_model(name)
+        planner = planner_for(model, predictor, predictor)
         measured = measure_prefixes_ms(model, repeats, flush)
-        for k in range(1, len(model) + 1):
-            predicted = planner.edge_prefix_ms[k]
+        for k, (label, predicted) in enumerate(predicted_prefixes_ms(model, planner), start=1):
             rows.append({"role": role, "threads": threads, "model": name, "prefix_units": k,
-                         "layer": planner.labels[k], "predicted_ms": round(predicted, 4),
+                         "layer": label, "predicted_ms": round(predicted, 4),
                          "measured_ms": round(measured[k - 1], 4),
                          "error_pct": round(100 * (predicted - measured[k - 1]) / measured[k - 1], 2)})
     return rows
@@ -62,7 +79,7 @@ def run(role: str, models: list[str], repeats: int) -> list[dict]:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--role", choices=("edge", "cloud"), default="edge")
-    p.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES))
+    p.add_argument("--models", nargs="+", choices=ALL_MODEL_NAMES, default=list(ALL_MODEL_NAMES))
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--out", type=Path, default=None, help="CSV path (default benchmarks/results/...)")
     args = p.parse_args(argv)

@@ -30,7 +30,10 @@ def node_spec(model: DagModel, name: str, in_shape: tuple[int, ...] | None = Non
         shape = in_shape or model.nodes[info.inputs[0]].out_shape
         return op_spec(model.graph_module.get_submodule(node.target), tuple(shape))
     if node.op == "call_function" and node.target in _ELEMENTWISE:
-        return {"kind": _ELEMENTWISE[node.target], "in_shape": list(out_shape or info.out_shape)}
+        spec = {"kind": _ELEMENTWISE[node.target], "in_shape": list(out_shape or info.out_shape)}
+        if spec["kind"] == "relu":
+            spec["inplace"] = bool(node.kwargs.get("inplace", False))
+        return spec
     raise TypeError(f"no latency predictor for node {name} ({node.op} {node.target})")
 
 
