@@ -198,25 +198,17 @@ class DagCase(Case):
             **{key: round(value, 3) for key, value in measured.items()}})
         return measured or None
 
-    def oracle_search(self, chosen: int, repeats: int) -> tuple[dict[int, float], list[int]]:
-        """Median measured total of every candidate that could be the best; those skipped."""
-        order = sorted(range(len(self.candidates)), key=lambda i: (self.plans[i].total_ms, i))
-        forced = {0, 1, chosen}  # cloud-only, edge-only, chosen
-        measured, skipped = {}, []
-        best_ms = math.inf
-        for i in order:
-            plan = self.plans[i]
-            if i not in forced and transfer_ms(plan.transfer_bytes, self.bandwidth_mbps) > best_ms:
-                skipped.append(i)
-                self.record("skipped", i, [])
-                continue
-            t0 = time.perf_counter()
-            measured[i] = self.measure(i, repeats)
-            best_ms = min(best_ms, measured[i])
-            log(f"    {self.candidates[i].origin:>10} {len(plan.edge_nodes) - 1:>3} nodes, {len(plan.crossing)} "
-                f"tensor(s), {plan.transfer_bytes:>8} B: {measured[i]:9.1f} ms (predicted {plan.total_ms:9.1f}; "
-                f"best so far {best_ms:.1f}; {time.perf_counter() - t0:.1f} s)")
-        return measured, skipped
+    def search_order(self, chosen: int) -> tuple[list[int], set[int]]:
+        """Candidates in ascending predicted total; cloud-only, edge-only and the chosen always measured."""
+        return sorted(range(len(self.candidates)), key=lambda i: (self.plans[i].total_ms, i)), {0, 1, chosen}
+
+    def transfer_only_ms(self, i: int) -> float:
+        return transfer_ms(self.plans[i].transfer_bytes, self.bandwidth_mbps)
+
+    def describe(self, i: int) -> str:
+        plan = self.plans[i]
+        return (f"{self.candidates[i].origin:>10} {len(plan.edge_nodes) - 1:>3} nodes, {len(plan.crossing)} "
+                f"tensor(s), {plan.transfer_bytes:>8} B: predicted {plan.total_ms:9.1f}")
 
 
 def run_case(model: DagModel, planner: DagPlanner, x: torch.Tensor, cloud: LocalCloud, label: str, repeats: int,

@@ -167,24 +167,36 @@ class Case:
         runs = [self.run(k) for _ in range(repeats)]
         return self.record("search", k, runs)["total_ms"]
 
-    def oracle_search(self, chosen: int, repeats: int) -> tuple[dict[int, float], list[int]]:
-        """Median measured total of every cut that could be the best; the cuts skipped."""
+    def search_order(self, chosen: int) -> tuple[list[int], set[int]]:
+        """Cuts in ascending predicted total (good ones early), and those always measured."""
         n, bw = self.planner.num_units, self.bandwidth_mbps
-        order = sorted(range(n + 1), key=lambda k: (self.planner.cut(k, bw).total_ms, k))
-        forced = {0, n, chosen}
+        return sorted(range(n + 1), key=lambda k: (self.planner.cut(k, bw).total_ms, k)), {0, n, chosen}
+
+    def transfer_only_ms(self, k: int) -> float:
+        return transfer_ms(self.planner.cut_bytes[k], self.bandwidth_mbps)
+
+    def describe(self, k: int) -> str:
+        return (f"cut {k:>2}/{self.planner.num_units}: predicted {self.planner.cut(k, self.bandwidth_mbps).total_ms:9.1f}; "
+                f"run-queue wait edge {self.cut_rows[-1]['edge_runq_wait_ms']} cloud "
+                f"{self.cut_rows[-1]['cloud_runq_wait_ms']} ms")
+
+    def oracle_search(self, chosen: int, repeats: int) -> tuple[dict[int, float], list[int]]:
+        """Median measured total of every candidate that could be the best; those skipped (a
+        candidate whose predicted transfer alone exceeds the best measured total so far: the
+        pacer makes N bytes take at least N / rate, so it cannot win)."""
+        order, forced = self.search_order(chosen)
         measured, skipped = {}, []
         best_ms = math.inf
         for k in order:
-            if k not in forced and transfer_ms(self.planner.cut_bytes[k], bw) > best_ms:
+            if k not in forced and self.transfer_only_ms(k) > best_ms:
                 skipped.append(k)
                 self.record("skipped", k, [])
                 continue
             t0 = time.perf_counter()
             measured[k] = self.measure(k, repeats)
             best_ms = min(best_ms, measured[k])
-            log(f"    cut {k:>2}/{n}: {measured[k]:9.1f} ms (predicted {self.planner.cut(k, bw).total_ms:9.1f}; "
-                f"best so far {best_ms:.1f}; run-queue wait edge {self.cut_rows[-1]['edge_runq_wait_ms']} "
-                f"cloud {self.cut_rows[-1]['cloud_runq_wait_ms']} ms; {time.perf_counter() - t0:.1f} s)")
+            log(f"    {self.describe(k)}: measured {measured[k]:9.1f} ms (best so far {best_ms:.1f}; "
+                f"{time.perf_counter() - t0:.1f} s)")
         return measured, skipped
 
     def interleaved(self, chosen: int, oracle: int, repeats: int) -> tuple[float, float]:

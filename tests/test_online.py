@@ -2,6 +2,7 @@
 import json
 import socket
 import threading
+import time
 
 import pytest
 import torch
@@ -160,18 +161,50 @@ def test_paced_transfer_matches_bytes_over_rate_plus_rtt(cloud_server, chain_mod
     assert report.predicted_ms.transfer == pytest.approx(186_624 * 8 / 20e3 + rtt_ms)
 
 
-def test_edge_slowdown_waits_after_each_unit_and_scales_predictions(monkeypatch, chain_models, predictors):
+def test_edge_slowdown_waits_after_the_units_and_scales_predictions(monkeypatch, chain_models, predictors):
     model = chain_models["le_net"]
-    waits, clock = [], iter([10.0, 10.5])  # the units take 0.5 s by this clock
+    torch.set_num_threads(1)  # as the edge runs: torch computes in this thread
+    waits = []
     monkeypatch.setattr("net.edge_runner.time.sleep", waits.append)
-    monkeypatch.setattr("net.edge_runner.time.perf_counter", lambda: next(clock))
-    out = run_units(model, torch.zeros(1, 3, 224, 224), slowdown=4.0)
-    assert waits == [pytest.approx(1.5)]  # (F - 1) x the units' time
+    for cpu_s, expected_wait in [(0.5, 1.5), (0.1, 0.0)]:
+        wall, cpu = iter([10.0, 10.5, 10.5]), iter([3.0, 3.0 + cpu_s])  # 0.5 s of wall time
+        monkeypatch.setattr("net.edge_runner.time.perf_counter", lambda: next(wall))
+        monkeypatch.setattr("net.edge_runner.time.thread_time", lambda: next(cpu))
+        out = run_units(model, torch.zeros(1, 3, 224, 224), slowdown=4.0)
+        # F x the CPU time from the start: 4 x 0.5 s computing; 4 x 0.1 s computing is over
+        # before the 0.5 s the part took (it waited for a core), so no wait at all
+        assert waits.pop() == pytest.approx(expected_wait)
     with torch.no_grad():
         assert torch.equal(out, model(torch.zeros(1, 3, 224, 224)))
     plain, slow = planner_for(model, predictors), planner_for(model, predictors, slowdown=4.0)
     assert slow.edge_prefix_ms[-1] == pytest.approx(4 * plain.edge_prefix_ms[-1])
     assert slow.cloud_suffix_ms == plain.cloud_suffix_ms
+
+
+def test_edge_slowdown_stretches_computing_not_waiting_for_a_core():
+    """Real clocks: a part that spends its wall time off the CPU (asleep here, as when other
+    edges hold the core) is not stretched F times; one that computes is."""
+    torch.set_num_threads(1)
+
+    class Idle(torch.nn.Module):
+        def forward(self, x):
+            time.sleep(0.05)
+            return x
+
+    class Busy(torch.nn.Module):
+        def forward(self, x):
+            end = time.thread_time() + 0.02
+            while time.thread_time() < end:
+                pass
+            return x
+
+    x = torch.ones(4)
+    t0 = time.perf_counter()
+    assert torch.equal(run_units([Idle()], x, slowdown=10.0), x)
+    assert time.perf_counter() - t0 < 0.25  # the wall-time rule would wait 9 x 50 ms more
+    t0 = time.perf_counter()
+    run_units([Busy()], x, slowdown=5.0)
+    assert time.perf_counter() - t0 >= 5 * 0.02 * 0.95
 
 
 @pytest.mark.parametrize("rate_mbps", [2.0, 20.0])
