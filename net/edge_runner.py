@@ -162,7 +162,7 @@ def collaborative_inference(model: ChainModel, planner: Planner, x: torch.Tensor
         measured_ms=measured, top5=top5 or top_k(logits), fallback=fallback_reason is not None,
         fallback_reason=fallback_reason, retries=retries,
         overhead_ms=measured.total - measured.edge - measured.transfer - measured.cloud,
-        objective=objective, energy_mj=_energy(power, predicted.energy_mj, measured),
+        objective=objective, energy_mj=_energy(power, predicted.energy_mj, measured, rtt_ms),
         logits=logits if want_logits else None)
 
 
@@ -215,16 +215,17 @@ def dag_collaborative_inference(model: DagModel, planner: DagPlanner, x: torch.T
         measured_ms=measured, top5=top5 or top_k(logits), fallback=fallback_reason is not None,
         fallback_reason=fallback_reason, retries=retries, crossing=crossing,
         overhead_ms=measured.total - measured.edge - measured.transfer - measured.cloud,
-        objective=objective, energy_mj=_energy(power, predicted.energy_mj, measured),
+        objective=objective, energy_mj=_energy(power, predicted.energy_mj, measured, rtt_ms),
         logits=logits if want_logits else None)
 
 
-def _energy(power: EdgePower | None, predicted_mj: float | None, measured: Times) -> dict | None:
-    """Predicted energy, and the same power model applied to the measured times: the transfer
-    (upload, RTT and reply) at the radio's sending power, the cloud's part and any overhead at
-    the waiting power."""
+def _energy(power: EdgePower | None, predicted_mj: float | None, measured: Times, rtt_ms: float) -> dict | None:
+    """Predicted energy, and the same power model applied to the measured times, charged as the
+    prediction charges them: the transfer less one RTT at the radio's sending power; the RTT,
+    the cloud's part and any overhead at the waiting power."""
     if power is None:
         return None
-    waited_ms = measured.total - measured.edge - measured.transfer
+    sending_ms = max(0.0, measured.transfer - rtt_ms) if measured.transfer else 0.0
+    waiting_ms = measured.total - measured.edge - sending_ms
     return {"predicted": predicted_mj,
-            "from_measured_times": power.energy_mj(measured.edge, measured.transfer, waited_ms)}
+            "from_measured_times": power.energy_mj(measured.edge, sending_ms, waiting_ms)}

@@ -186,8 +186,8 @@ def _energy_summary(rows: list[dict]) -> dict:
     if not energy:
         return {"energy_mj": None, "energy_saved_vs_edge_only_pct": None}
     edge_only = statistics.fmean(r["predicted_edge_only_energy_mj"] for r in rows)
-    return {"energy_mj": statistics.fmean(energy),
-            "energy_saved_vs_edge_only_pct": 100.0 * (1.0 - statistics.fmean(energy) / edge_only)}
+    return {"energy_mj": statistics.fmean(energy),  # a profile may say computing is free: no share then
+            "energy_saved_vs_edge_only_pct": 100.0 * (1.0 - statistics.fmean(energy) / edge_only) if edge_only else None}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -202,12 +202,13 @@ def print_summary(summary: list[dict], out) -> None:
           f"{'saved':>6}", file=out)
     for s in summary:
         vs_cloud = "-" if s["speedup_vs_cloud_only"] is None else f"{s['speedup_vs_cloud_only']:.2f}x"
-        energy = ("-", "-") if s.get("energy_mj") is None else (
-            f"{s['energy_mj']:.1f}", f"{s['energy_saved_vs_edge_only_pct']:.0f}%")
+        saved = s.get("energy_saved_vs_edge_only_pct")
+        energy = ("-" if s.get("energy_mj") is None else f"{s['energy_mj']:.1f}",
+                  "-" if saved is None else f"{saved:.0f}%")
         print(f"{s['model']:<11} {s['tasks']:>5} {s['cuts'][:14]:<14} {s['fallbacks']:>8} "
               f"{s['mean_ms']:>9.1f} {s['p50_ms']:>9.1f} {s['p95_ms']:>9.1f} {s['predicted_ms']:>9.1f} "
               f"{s['mae_ms']:>8.1f} {s['speedup_vs_edge_only']:>7.2f}x {vs_cloud:>8} {energy[0]:>8} "
               f"{energy[1]:>6}", file=out)
     if any(s.get("energy_mj") is not None for s in summary):
         print("mJ: the edge's energy, modelled from the measured times and the power table (not "
-              "measured); saved: against running everything on the edge", file=out)
+              "measured); saved: against the predicted energy of running everything on the edge", file=out)

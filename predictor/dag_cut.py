@@ -167,7 +167,8 @@ class DagCutSearch:
         flow_value = result.flow_value / scale
         if not math.isclose(cut_cost, flow_value, rel_tol=1e-6, abs_tol=len(units) / scale):  # max-flow = min-cut
             raise RuntimeError(f"min-cut partition costs {cut_cost}, the maximum flow {flow_value}")
-        return all_edge if _objective_cost(all_edge, rtt_ms, weights) <= _objective_cost(best, rtt_ms, weights) else best
+        # ties go to the partition with less work on the edge, as the chain scan's do
+        return all_edge if _objective_cost(all_edge, rtt_ms, weights) < _objective_cost(best, rtt_ms, weights) else best
 
 
 def min_cut_partition(nodes: dict[str, DagNode], edges: Iterable[tuple[str, str]], source: str,

@@ -84,16 +84,6 @@ class PowerProfile:
         radio = self.networks[key]
         return EdgePower(key, self.compute_mw, self.idle_mw, radio["send_mw"], radio["wait_mw"])
 
-    def describe(self) -> list[str]:
-        """One line per figure with its source, for --show and the README."""
-        lines = [f"compute {self.compute_mw:g} mW: {self.sources['compute_mw']}",
-                 f"idle {self.idle_mw:g} mW: {self.sources['idle_mw']}"]
-        for net, radio in self.networks.items():
-            for key in _NETWORK_KEYS:
-                what = "sending" if key == "send_mw" else "waiting"
-                lines.append(f"{net} {what} {radio[key]:g} mW: {self.sources[f'{net}.{key}']}")
-        return lines
-
 
 def _read(path: Path) -> dict:
     try:

@@ -20,7 +20,7 @@ def random_dag(rng: random.Random, n: int):
     return nodes, sorted(edges)
 
 
-def brute_force(nodes, edges, source, bw, rtt):
+def brute_force(nodes, edges, source, bw, rtt, cloud_load=1.0):
     best = None
     others = [n for n in nodes if n != source]
     for r in range(len(others) + 1):
@@ -28,7 +28,7 @@ def brute_force(nodes, edges, source, bw, rtt):
             edge_nodes = {source, *subset}
             if not is_valid(edges, edge_nodes, source):
                 continue
-            cost = partition_cost(nodes, edges, edge_nodes, bw, rtt)
+            cost = partition_cost(nodes, edges, edge_nodes, bw, rtt, cloud_load)
             if best is None or cost.total_ms < best.total_ms:
                 best = cost
     return best
@@ -38,10 +38,10 @@ def brute_force(nodes, edges, source, bw, rtt):
 def test_min_cut_equals_brute_force_on_random_dags(seed):
     rng = random.Random(seed)
     nodes, edges = random_dag(rng, rng.randint(4, 10))
-    bw, rtt = rng.choice([0.5, 5.85, 50, 1000]), rng.choice([0.0, 20.0])
-    found = min_cut_partition(nodes, edges, "n0", bw, rtt)
+    bw, rtt, load = rng.choice([0.5, 5.85, 50, 1000]), rng.choice([0.0, 20.0]), rng.choice([1.0, 1.7, 3.0])
+    found = min_cut_partition(nodes, edges, "n0", bw, rtt, cloud_load=load)
     assert is_valid(edges, found.edge_nodes, "n0")
-    assert found.total_ms == pytest.approx(brute_force(nodes, edges, "n0", bw, rtt).total_ms)
+    assert found.total_ms == pytest.approx(brute_force(nodes, edges, "n0", bw, rtt, load).total_ms)
 
 
 def test_a_tensor_read_twice_is_sent_once():
@@ -82,3 +82,14 @@ def test_extreme_bandwidths_send_everything_or_nothing():
     nodes = {n: DagNode(n, v.edge_ms + 1, v.cloud_ms * 0.01, v.out_bytes) for n, v in nodes.items()}
     assert min_cut_partition(nodes, edges, "n0", 1e9).edge_nodes == {"n0"}  # all on the faster cloud
     assert min_cut_partition(nodes, edges, "n0", 1e-6).edge_nodes == set(nodes)  # all on the edge
+
+
+def test_a_free_edge_keeps_everything_and_dear_transfers_are_never_cut():
+    rng = random.Random(11)
+    nodes, edges = random_dag(rng, 8)
+    free = {n: DagNode(n, 0.0, v.cloud_ms + 1, v.out_bytes) for n, v in nodes.items()}
+    assert min_cut_partition(free, edges, "n0", 5.0).edge_nodes == set(nodes)  # costs nothing at home
+    # a link so slow that every transfer costs far more than running everything at home (the
+    # capacities clamped to twice that): the cut stays exact
+    found = min_cut_partition(nodes, edges, "n0", 1e-9)
+    assert found.edge_nodes == set(nodes) and found.total_ms == pytest.approx(sum(v.edge_ms for v in nodes.values()))

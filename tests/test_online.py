@@ -181,14 +181,15 @@ def test_edge_slowdown_waits_after_the_units_and_scales_predictions(monkeypatch,
     assert slow.cloud_suffix_ms == plain.cloud_suffix_ms
 
 
-def test_edge_slowdown_stretches_computing_not_waiting_for_a_core():
+def test_edge_slowdown_stretches_computing_not_waiting_for_a_core(monkeypatch):
     """Real clocks: a part that spends its wall time off the CPU (asleep here, as when other
     edges hold the core) is not stretched F times; one that computes is."""
     torch.set_num_threads(1)
+    real_sleep, waits = time.sleep, []
 
     class Idle(torch.nn.Module):
         def forward(self, x):
-            time.sleep(0.05)
+            real_sleep(0.05)  # (time.sleep itself is patched below: the same module object)
             return x
 
     class Busy(torch.nn.Module):
@@ -199,12 +200,13 @@ def test_edge_slowdown_stretches_computing_not_waiting_for_a_core():
             return x
 
     x = torch.ones(4)
-    t0 = time.perf_counter()
+    monkeypatch.setattr("net.edge_runner.time.sleep", waits.append)  # the emulation's wait, recorded
     assert torch.equal(run_units([Idle()], x, slowdown=10.0), x)
-    assert time.perf_counter() - t0 < 0.25  # the wall-time rule would wait 9 x 50 ms more
+    assert waits == [0.0]  # 50 ms asleep, ~0 CPU: nothing to add (the wall-time rule: 9 x 50 ms)
+    monkeypatch.setattr("net.edge_runner.time.sleep", real_sleep)
     t0 = time.perf_counter()
     run_units([Busy()], x, slowdown=5.0)
-    assert time.perf_counter() - t0 >= 5 * 0.02 * 0.95
+    assert time.perf_counter() - t0 >= 5 * 0.02 * 0.95  # at least 5 x its CPU time
 
 
 @pytest.mark.parametrize("rate_mbps", [2.0, 20.0])

@@ -24,8 +24,10 @@ def cpu_model() -> str:
 
 
 def git_commit() -> str:
+    """The short commit, with "-dirty" when tracked files differ from it: a figure made from
+    uncommitted code (or predictors) says so."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], cwd=REPO_ROOT,
                              capture_output=True, text=True, timeout=5)
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
