@@ -83,7 +83,6 @@ def main(argv=None) -> list[dict]:
             rows.append(row)
             print(f"{name:<22} {row['throughput_rps']:>7.1f} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} "
                   f"{row['errors']:>6} {row['wrong']:>5}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     write_csv_with_provenance(args.out, rows, list(rows[0]),
                               provenance(cloud_threads=1, clients=args.clients, requests=args.requests))
     print(f"wrote {args.out}")

@@ -172,7 +172,6 @@ def main(argv=None) -> list[dict]:
             if row["first_problem"]:
                 print(f"        first problem: {row['first_problem']}")
         cloud_threads = cloud.threads
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     write_csv_with_provenance(args.out, rows, list(rows[0]),
                               provenance(host=HOST, cloud="cloud_api.py subprocess, no token", cloud_threads=cloud_threads,
                                          edge="threads of one process, one connection each",

@@ -394,7 +394,6 @@ def main(argv=None) -> list[dict]:
     print_summary(summary, run_s)
     meta = provenance(**setup, loadavg_after=" ".join(f"{v:.2f}" for v in os.getloadavg()), run_s=round(run_s),
                       **{k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     for path, table, columns in ((args.out, rows, COLUMNS), (partitions_out, partition_rows, PARTITION_COLUMNS)):
         write_csv_with_provenance(path, table, columns, meta)
     print(f"wrote {args.out} and {partitions_out}")

@@ -349,7 +349,6 @@ def main(argv=None) -> list[dict]:
                       loadavg_before=" ".join(f"{v:.2f}" for v in load_before),
                       loadavg_after=" ".join(f"{v:.2f}" for v in os.getloadavg()),
                       run_s=round(total_s), **{k: round(v, 4) for k, v in summary.items()})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     write_csv_with_provenance(args.out, rows, COLUMNS, meta)
     write_csv_with_provenance(cuts_out, cut_rows, CUT_COLUMNS, meta)
     print(f"wrote {args.out} and {cuts_out}")

@@ -85,7 +85,6 @@ def main(argv=None) -> None:
         rows.append(row)
         print(f"{name:<11} {row['units']:>5} {row['setup_ms']:>10.1f} {row['ours_us']:>9.1f} "
               f"{row['baseline_ms']:>12.1f} {row['speedup']:>9}x  {row['baseline']}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     write_csv_with_provenance(args.out, rows, list(rows[0]),
                               provenance(threads=1, repeats=args.repeats, naive_repeats=args.naive_repeats))
     print(f"wrote {args.out}")

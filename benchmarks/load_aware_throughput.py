@@ -391,7 +391,6 @@ def main(argv=None) -> list[dict]:
                       inputs=NUM_INPUTS, check="torch.equal of the logits with the whole model run here at 1 thread",
                       loadavg_before=" ".join(f"{v:.2f}" for v in load_before),
                       loadavg_after=" ".join(f"{v:.2f}" for v in os.getloadavg()), run_s=round(total_s), **summary)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     write_csv_with_provenance(args.out, rows, COLUMNS + ["first_problem"], meta)
     print(f"wrote {args.out}")
     if args.requests_out:

@@ -95,7 +95,6 @@ def main(argv=None) -> None:
               f"{whole['measured_ms']:>12.2f} {whole['error_pct']:>+7.1f}% "
               f"{worst['error_pct']:>+8.1f}% at k={worst['prefix_units']}")
     out = args.out or RESULTS_DIR / f"model_latency_{args.role}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
     write_csv_with_provenance(out, rows, list(rows[0]), provenance(role=args.role,
                               threads=rows[0]["threads"], repeats=args.repeats))
     print(f"wrote {out}")

@@ -61,7 +61,6 @@ def main(argv=None) -> None:
             print(f"{kind:<10} {len(y):>5}  {name:<24} {acc['mape_pct']:>7.1f} "
                   f"{acc['within_10_pct']:>5.0f}% {acc['within_20_pct']:>5.0f}%")
     out = args.out or RESULTS_DIR / f"predictor_accuracy_{args.role}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
     write_csv_with_provenance(out, rows, list(rows[0]), provenance(role=args.role, folds=args.folds))
     print(f"wrote {out}")
 

@@ -219,7 +219,6 @@ def main(argv=None) -> list[dict]:
         print(f"{r['size']:>8} {r['frames_ms']:>10.3f} {r['raw_ms']:>9.3f} {r['torch_ms']:>9.3f} "
               f"{r['frames_MBps']:>12.1f} {r['raw_MBps']:>9.1f} {r['torch_MBps']:>11.1f} "
               f"{r['frames_vs_raw']:>9.2f} {r['torch_vs_raw']:>10.2f} {r['frames_vs_torch']:>11.2f} {r['errors']:>7}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     write_csv_with_provenance(args.out, rows, list(rows[0]),
                               provenance(host=HOST, receiver="separate process, 1 torch thread",
                                          thp_mem_alloc=int(args.thp), repeats=args.repeats, warmup=1,

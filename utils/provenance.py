@@ -42,7 +42,9 @@ def provenance(**extra) -> dict:
 
 
 def write_csv_with_provenance(path: Path, rows: list[dict], columns: list[str], meta: dict) -> None:
-    """A CSV whose first lines are '# key: value' comments (read back with comment='#')."""
+    """A CSV whose first lines are '# key: value' comments (read back with comment='#'); its
+    folder is made if missing."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         for key, value in meta.items():
             f.write(f"# {key}: {value}\n")
