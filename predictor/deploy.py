@@ -119,7 +119,8 @@ def dag_partition_document(planner: DagPlanner, bandwidth_mbps: float, rtt_ms: f
         doc.update(energy_mj=round(plan.energy_mj, 4), edge_only_energy_mj=round(all_edge.energy_mj, 4),
                    cloud_only_energy_mj=round(all_cloud.energy_mj, 4), **_power_fields(power))
         for other in OBJECTIVES:
-            best = planner.best_partition(bandwidth_mbps, rtt_ms, objective=other, power=power)
+            best = plan if other == objective else planner.best_partition(bandwidth_mbps, rtt_ms, objective=other,
+                                                                          power=power)
             doc[f"best_{other}"] = {"edge_nodes": len(best.edge_nodes) - 1, "crossing": list(best.crossing),
                                     "total_ms": round(best.total_ms, 4), "energy_mj": round(best.energy_mj, 4)}
     return doc
@@ -134,14 +135,12 @@ def dag_prefix_document(planner: DagPlanner, bandwidth_mbps: float, rtt_ms: floa
     model = planner.model
     names = list(model.nodes)  # names[0] is the input
     labels = ["input", *(_node_label(model, name) for name in names[1:])]
-    cuts = []
-    for k in range(len(names)):
-        c = planner.cost(names[:k + 1], bandwidth_mbps, rtt_ms, power=power)
-        cuts.append(_cut_row(Cut(k, labels[k], c.edge_ms, c.transfer_ms, c.cloud_ms, c.total_ms,
-                                 c.transfer_bytes, c.energy_mj)))
+    parts = [planner.cost(names[:k + 1], bandwidth_mbps, rtt_ms, power=power) for k in range(len(names))]
+    cuts = [_cut_row(Cut(k, labels[k], c.edge_ms, c.transfer_ms, c.cloud_ms, c.total_ms, c.transfer_bytes, c.energy_mj))
+            for k, c in enumerate(parts)]
 
-    def least(key: str) -> int:
-        return min(range(len(cuts)), key=lambda k: (cuts[k][key], k))
+    def least(key: str) -> int:  # on the exact costs, not the rows' rounded ones
+        return min(range(len(parts)), key=lambda k: (getattr(parts[k], key), k))
 
     doc = {"model": model.name, "bandwidth_mbps": bandwidth_mbps, "rtt_ms": rtt_ms, "objective": objective,
            "unit_name": "node", "best_cut": least("energy_mj" if objective == "energy" else "total_ms"),
