@@ -6,7 +6,7 @@ Binds 127.0.0.1:9999 by default; the cloud also answers bandwidth probes on this
 """
 import sys
 
-from net.cloud_main import main
+from net.apps.cloud import main
 
 if __name__ == "__main__":
     sys.exit(main(description=__doc__))

@@ -8,14 +8,17 @@ import argparse
 import json
 import sys
 
-from models import ALL_MODEL_NAMES, DAG_MODEL_NAMES, get_dnn_model
-from models.dag import get_dag_model
-from predictor import LatencyPredictor, Planner
-from predictor.dag_plan import DagPlanner
-from predictor.deploy import (cut_table_document, dag_partition_document, dag_prefix_document, format_dag_partition,
-                              print_cut_table, profile_and_fit, warn_if_other_machine)
+from models import ALL_MODEL_NAMES, get_model
+from net.apps.cli import add_objective_args, bandwidth_arg, non_negative_ms, objective_from_args, slowdown_arg
+from predictor import LatencyPredictor, Link, planner_for
+from predictor.deploy import (
+    cut_table_document,
+    decision_document,
+    format_decision,
+    profile_and_fit,
+    warn_if_other_machine,
+)
 from predictor.regression import ROLES
-from utils.cli import add_objective_args, bandwidth_arg, edge_power_from_args, non_negative_ms, slowdown_arg
 
 
 def main(argv=None) -> int:
@@ -45,29 +48,19 @@ def main(argv=None) -> int:
         p.error("give --role to profile, or -t MODEL --bandwidth MBPS --show to see the cuts")
     if args.bandwidth is None:
         p.error("--bandwidth is needed to show the cuts")
-    power = edge_power_from_args(args, p)
+    objective = objective_from_args(args, p)
+    link = Link(args.bandwidth, args.rtt)
     edge, cloud = LatencyPredictor.load("edge"), LatencyPredictor.load("cloud")
     for predictor in (edge, cloud):
         warn_if_other_machine(predictor)
-    if args.model in DAG_MODEL_NAMES:
-        planner = DagPlanner(get_dag_model(args.model), edge, cloud, args.edge_slowdown)
-        if args.plot:  # before the JSON, which stays the last line of stdout
-            write_plot(p, *dag_prefix_document(planner, args.bandwidth, args.rtt, args.objective, power), args.plot)
-        document = dag_partition_document(planner, args.bandwidth, args.rtt, args.objective, power)
-        if args.json:
-            print(json.dumps(document))
-        elif args.show or not args.plot:
-            print(format_dag_partition(document))
-        return 0
-    planner = Planner.for_model(get_dnn_model(args.model), edge, cloud, args.edge_slowdown)
-    document = cut_table_document(planner, args.bandwidth, args.rtt, args.objective, power)
+    planner = planner_for(get_model(args.model), edge, cloud, args.edge_slowdown)
     if args.plot:  # before the JSON, which stays the last line of stdout
-        from utils.plots import unit_rows
-        write_plot(p, document, unit_rows(planner), args.plot)
+        write_plot(p, cut_table_document(planner, link, objective), planner.unit_rows(), args.plot)
+    document = decision_document(planner, link, objective)
     if args.json:
         print(json.dumps(document))
     elif args.show or not args.plot:
-        print_cut_table(document)
+        print(format_decision(document))
     return 0
 
 

@@ -9,7 +9,7 @@ this machine.
 """
 import sys
 
-from net.edge_main import main
+from net.apps.edge import main
 
 if __name__ == "__main__":
     sys.exit(main(description=__doc__))

@@ -6,7 +6,7 @@ The monitor listens on PORT + 1 by default; both run until Ctrl-C / SIGTERM.
 """
 import sys
 
-from net.cloud_main import main
+from net.apps.tasks_cloud import main
 
 if __name__ == "__main__":
-    sys.exit(main(description=__doc__, with_monitor=True))
+    sys.exit(main(description=__doc__))

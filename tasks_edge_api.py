@@ -9,7 +9,7 @@ bandwidth monitor on PORT + 1); each task picks its cut from the latest measurem
 """
 import sys
 
-from net.tasks_edge_main import main
+from net.apps.tasks_edge import main
 
 if __name__ == "__main__":
     sys.exit(main(description=__doc__))

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 from benchmarks.cloud_concurrency import HOST, Workload, run_clients
-from net.local_cloud import LocalCloud
 from models import MODEL_NAMES
+from net.cloud.local import LocalCloud
 from utils.provenance import REPO_ROOT, provenance, write_csv_with_provenance
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -47,7 +47,7 @@ class Balancer:
                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(HEALTHY_AFTER_S)
 
-    def __enter__(self) -> "Balancer":
+    def __enter__(self) -> Balancer:
         return self
 
     def __exit__(self, *exc) -> None:

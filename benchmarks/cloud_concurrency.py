@@ -3,7 +3,8 @@
   python -m benchmarks.cloud_concurrency [--clients 1 4 16] [--requests N] [--model alex_net] [--cut K]
 
 One cloud, `cloud_api.py -p 0 --preload MODEL` in its own process on a free loopback port
-(without a token: NEUROSURGEON_TOKEN is removed from its environment), stopped at the end. For each client count C, C threads of this process each hold one
+(without a token: NEUROSURGEON_TOKEN is removed from its environment), stopped at the end. For each
+client count C, C threads of this process each hold one
 `CloudClient` (one persistent connection) and send --requests `infer` requests back to back at
 cut K (default 0: the cloud runs the whole model), with want_logits. Each client first says
 hello and sends one untimed warm-up request; then all start together.
@@ -29,8 +30,8 @@ import numpy as np
 import torch
 
 from models import MODEL_NAMES, get_dnn_model
-from net.edge_client import CloudClient
-from net.local_cloud import LocalCloud
+from net.cloud.local import LocalCloud
+from net.edge.client import CloudClient
 from utils.classes import top_k
 from utils.provenance import provenance, write_csv_with_provenance
 
@@ -134,7 +135,8 @@ def run_clients(port: int, work: Workload, clients: int, requests: int) -> dict:
     wall_s = max(max(done) - t0, 1e-9)
     all_lat = [ms for per in latencies for ms in per]
     all_cloud = [ms for per in cloud_ms for ms in per]
-    pct = (lambda v, q: round(float(np.percentile(v, q)), 2) if v else float("nan"))
+    def pct(v, q):
+        return round(float(np.percentile(v, q)), 2) if v else float("nan")
     return {"model": work.model_name, "cut": work.cut, "request_bytes": work.nbytes, "clients": clients,
             "requests": clients * requests, "completed": len(all_lat), "wall_s": round(wall_s, 3),
             "throughput_rps": round(len(all_lat) / wall_s, 2), "p50_ms": pct(all_lat, 50),

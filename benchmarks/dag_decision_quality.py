@@ -9,13 +9,13 @@ edge-only and cloud-only. The DAG counterpart of benchmarks.decision_quality.
 The set-up is decision_quality's (its helpers are imported): a real cloud, `cloud_api.py -p 0
 --threads 1 --preload MODELS` in a child process, every thread pinned to core 1; the edge is this
 process at 1 torch thread pinned to core 0, emulating a device F times slower (--edge-slowdown,
-default 10); real sockets on 127.0.0.1 through the paced link (net.link.LinkPacer; RTT 0). The
+default 10); real sockets on 127.0.0.1 through the paced link (net.emulation.link.LinkPacer; RTT 0). The
 cloud runs at 1 thread on one core of this machine, so both sides are predicted with the 1-thread
 (edge) profile: DagPlanner(model, edge=edge profile, cloud=edge profile, edge_slowdown=F).
 
 A partition is the set of nodes the edge runs (always closed under their inputs); every tensor an
 edge node sends to a cloud node crosses once, all in one request, through
-net.edge_runner.dag_collaborative_inference(..., edge_nodes=...). The candidates, per model (the
+net.edge.runner.collaborative_inference(..., partition=model.partition(edge_nodes)). The candidates, per model (the
 same node sets at every bandwidth):
 - cloud-only (the input alone on the edge) and edge-only (every node);
 - boundary: every prefix of the traced (topological) order across which exactly one tensor
@@ -52,19 +52,34 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.decision_quality import (CLOUD_CORE, EDGE_CORE, HOST, RESULTS_DIR, TARGET_GEOMEAN_RATIO,
-                                         TARGET_WORST_RATIO, WARMUP_RUNS, Case, Run, can_pin, geomean, log,
-                                         median_times, pin_threads, runqueue_wait_ms, warm_up)
+from benchmarks.decision_quality import (
+    CLOUD_CORE,
+    EDGE_CORE,
+    HOST,
+    RESULTS_DIR,
+    TARGET_GEOMEAN_RATIO,
+    TARGET_WORST_RATIO,
+    WARMUP_RUNS,
+    Case,
+    Run,
+    can_pin,
+    geomean,
+    log,
+    median_times,
+    pin_threads,
+    runqueue_wait_ms,
+    warm_up,
+)
 from models.dag import DAG_MODEL_NAMES, DagModel, get_dag_model
-from net.edge_client import CloudClient
-from net.edge_runner import dag_collaborative_inference
-from net.link import LinkPacer, parse_bandwidth
-from net.local_cloud import LocalCloud
-from predictor import LatencyPredictor, transfer_ms
-from predictor.dag_cut import DagPartition, is_valid, partition_cost
-from predictor.dag_plan import DagPlanner
+from net.apps.cli import bandwidth_arg, slowdown_arg
+from net.cloud.local import LocalCloud
+from net.edge.client import CloudClient
+from net.edge.runner import collaborative_inference
+from net.emulation.link import LinkPacer, parse_bandwidth
+from predictor import LatencyPredictor, Link, Plan, send_ms
+from predictor.planner import DagPlanner
+from predictor.planner.dag_cut import is_valid
 from utils.classes import top_k
-from utils.cli import bandwidth_arg, slowdown_arg
 from utils.image import fixed_input
 from utils.provenance import provenance, write_csv_with_provenance
 
@@ -120,7 +135,7 @@ def model_candidates(model: DagModel, sample: int, seed: int) -> list[Candidate]
     """Cloud-only, edge-only, every single-tensor boundary of the traced order, and `sample` other
     valid partitions (seeded): half traced-order prefixes inside blocks, half random ones."""
     n = len(model)
-    prefixes = {k: frozenset(model.prefix(k)) for k in range(n + 1)}
+    prefixes = {k: model.prefix(k).edge_nodes for k in range(n + 1)}
     width = {k: len(model.crossing(prefixes[k])) for k in range(1, n)}
     out = [Candidate("cloud-only", prefixes[0], 0), Candidate("edge-only", prefixes[n], n)]
     out += [Candidate("boundary", prefixes[k], k) for k in range(1, n) if width[k] == 1]
@@ -143,7 +158,7 @@ def model_candidates(model: DagModel, sample: int, seed: int) -> list[Candidate]
 
 def prefix_of(model: DagModel, edge_nodes: frozenset[str]) -> int | None:
     k = len(edge_nodes) - 1
-    return k if frozenset(model.prefix(k)) == edge_nodes else None
+    return k if model.prefix(k).edge_nodes == edge_nodes else None
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -159,8 +174,8 @@ class DagCase(Case):
         self.candidates = candidates
         self.expected_top5 = expected_top5
         self.answers_ok = 0
-        self.plans: list[DagPartition] = [partition_cost(planner.nodes, planner.edges, c.edge_nodes, bandwidth_mbps)
-                                          for c in candidates]
+        self.plans: list[Plan] = [planner.cost(model.partition(c.edge_nodes), Link(bandwidth_mbps))
+                                  for c in candidates]
 
     def answer_matches(self, top5: list[list]) -> bool:
         return ([c for c, _ in top5] == [c for c, _ in self.expected_top5]
@@ -168,9 +183,8 @@ class DagCase(Case):
 
     def run(self, i: int) -> Run:
         waits_before = (runqueue_wait_ms(os.getpid()), runqueue_wait_ms(self.cloud_pid))
-        report = dag_collaborative_inference(self.model, self.planner, self.x, self.client, self.bandwidth_mbps,
-                                             edge_nodes=set(self.candidates[i].edge_nodes),
-                                             edge_slowdown=self.edge_slowdown)
+        report = collaborative_inference(self.model, self.planner, self.x, self.client, Link(self.bandwidth_mbps),
+                                         partition=self.plans[i].partition, edge_slowdown=self.edge_slowdown)
         if report.fallback:  # a local run timed as if it were collaborative: never
             raise SystemExit(f"error: {self.model.name}, partition {i}: the cloud failed: {report.fallback_reason}")
         edge_wait = runqueue_wait_ms(os.getpid()) - waits_before[0]
@@ -203,7 +217,7 @@ class DagCase(Case):
         return sorted(range(len(self.candidates)), key=lambda i: (self.plans[i].total_ms, i)), {0, 1, chosen}
 
     def transfer_only_ms(self, i: int) -> float:
-        return transfer_ms(self.plans[i].transfer_bytes, self.bandwidth_mbps)
+        return send_ms(self.plans[i].transfer_bytes, self.bandwidth_mbps)
 
     def describe(self, i: int) -> str:
         plan = self.plans[i]
@@ -215,7 +229,7 @@ def run_case(model: DagModel, planner: DagPlanner, x: torch.Tensor, cloud: Local
              edge_slowdown: float, candidates: list[Candidate], expected_top5: list[list]) -> tuple[dict, list[dict]]:
     t_case = time.perf_counter()
     bw = parse_bandwidth(label)
-    chosen_nodes = frozenset(planner.best_partition(bw).edge_nodes) | {model.input_name}
+    chosen_nodes = planner.best(Link(bw)).edge_nodes
     candidates = list(candidates)
     chosen = next((i for i, c in enumerate(candidates) if c.edge_nodes == chosen_nodes), None)
     if chosen is None:
@@ -359,12 +373,12 @@ def main(argv=None) -> list[dict]:
     x = fixed_input()
     models = {name: get_dag_model(name) for name in args.models}
     for model in models.values():
-        model.fingerprint  # hashed once, before any clock starts
+        _ = model.fingerprint  # hashed once, before any clock starts
     setup = dict(host=HOST, edge_threads=1, cloud_threads=1, edge_slowdown=args.edge_slowdown,
                  cloud="cloud_api.py subprocess --threads 1",
                  predictors="edge (1-thread) profile for both sides, the edge's x edge_slowdown",
                  rtt_ms=0, repeats=args.repeats, sample=args.sample, seed=args.seed, warmup_runs=WARMUP_RUNS,
-                 link="net.link.LinkPacer", loadavg_before=" ".join(f"{v:.2f}" for v in os.getloadavg()))
+                 link="net.emulation.link.LinkPacer", loadavg_before=" ".join(f"{v:.2f}" for v in os.getloadavg()))
     rows, partition_rows = [], []
     t_start = time.perf_counter()
     with pinned_cloud(args.models) as (cloud, pinning):
@@ -379,7 +393,7 @@ def main(argv=None) -> list[dict]:
             log(f"{name}: {len(candidates)} candidate partitions; warming up both sides")
             warm_up(model, x, cloud.port)
             with torch.no_grad():
-                model.run_edge(x, model.nodes)  # the op-by-op path the edge times
+                model.run_edge(x, model.prefix(model.num_units))  # the op-by-op path the edge times
                 expected_top5 = top_k(model(x.clone()))
             for label in args.bandwidths:
                 log(f"  {name} at {label} ({parse_bandwidth(label):g} Mbit/s), "

@@ -4,7 +4,7 @@ cut found by measuring (the oracle), edge-only and cloud-only. The headline benc
   python -m benchmarks.decision_quality [--models ...] [--bandwidths 3g lte wifi 1 10 100 1000]
                                         [--edge-slowdown F] [--repeats N] [--out CSV]
 
-Everything goes through real sockets on 127.0.0.1 and the paced link (net.link.LinkPacer at
+Everything goes through real sockets on 127.0.0.1 and the paced link (net.emulation.link.LinkPacer at
 each bandwidth, Mbit/s; RTT 0). Set-up, so that the two sides do not steal each other's core on
 a 2-core machine:
 - the cloud is `cloud_api.py -p 0 --threads 1 --preload MODELS` in a child process, every thread
@@ -13,7 +13,7 @@ a 2-core machine:
 - the edge is this process at 1 torch thread, pinned to core 0, emulating a device F times
   slower (--edge-slowdown, default 10) with collaborative_inference(..., edge_slowdown=F).
 Because the cloud runs at 1 thread on one core of this machine, its latency is predicted with the
-1-thread (edge) profile: Planner.for_model(model, edge=LatencyPredictor.load("edge"),
+1-thread (edge) profile: ChainPlanner(model, edge=LatencyPredictor.load("edge"),
 cloud=LatencyPredictor.load("edge"), edge_slowdown=F). Each model is warmed up on both sides
 before anything is timed.
 
@@ -50,12 +50,13 @@ from pathlib import Path
 import torch
 
 from models import MODEL_NAMES, get_dnn_model
-from net.edge_client import CloudClient
-from net.edge_runner import EdgeReport, collaborative_inference
-from net.link import LinkPacer, parse_bandwidth
-from net.local_cloud import LocalCloud
-from predictor import LatencyPredictor, Planner, transfer_ms
-from utils.cli import bandwidth_arg, slowdown_arg
+from net.apps.cli import bandwidth_arg, slowdown_arg
+from net.cloud.local import LocalCloud
+from net.edge.client import CloudClient
+from net.edge.runner import EdgeReport, collaborative_inference
+from net.emulation.link import LinkPacer, parse_bandwidth
+from predictor import LatencyPredictor, Link, send_ms
+from predictor.planner import ChainPlanner
 from utils.image import fixed_input
 from utils.provenance import provenance, write_csv_with_provenance
 
@@ -128,7 +129,7 @@ def median_times(runs: list[Run]) -> dict:
 class Case:
     """One model at one bandwidth: runs collaborative inference at any cut, keeps every report."""
 
-    def __init__(self, model, planner: Planner, x: torch.Tensor, client: CloudClient, label: str,
+    def __init__(self, model, planner: ChainPlanner, x: torch.Tensor, client: CloudClient, label: str,
                  bandwidth_mbps: float, edge_slowdown: float, cloud_pid: int):
         self.model, self.planner, self.x, self.client = model, planner, x, client
         self.cloud_pid = cloud_pid
@@ -139,8 +140,8 @@ class Case:
 
     def run(self, k: int) -> Run:
         edge_wait, cloud_wait = runqueue_wait_ms(os.getpid()), runqueue_wait_ms(self.cloud_pid)
-        report = collaborative_inference(self.model, self.planner, self.x, self.client, self.bandwidth_mbps,
-                                         partition=k, edge_slowdown=self.edge_slowdown)
+        report = collaborative_inference(self.model, self.planner, self.x, self.client, Link(self.bandwidth_mbps),
+                                         partition=self.model.prefix(k), edge_slowdown=self.edge_slowdown)
         run = Run(report, runqueue_wait_ms(os.getpid()) - edge_wait, runqueue_wait_ms(self.cloud_pid) - cloud_wait)
         if report.fallback:  # a local run would be timed as if it were collaborative: never
             raise SystemExit(f"error: {self.model.name} at cut {k}: the cloud failed: {report.fallback_reason}")
@@ -150,10 +151,10 @@ class Case:
         return run
 
     def record(self, phase: str, k: int, runs: list[Run]) -> dict | None:
-        cut = self.planner.cut(k, self.bandwidth_mbps)
+        cut = self.planner.cut(k, Link(self.bandwidth_mbps))
         measured = median_times(runs) if runs else {}
         row = {"model": self.model.name, "bandwidth": self.label, "bandwidth_mbps": self.bandwidth_mbps,
-               "phase": phase, "cut": k, "layer": cut.layer, "runs": len(runs),
+               "phase": phase, "cut": k, "layer": cut.label, "runs": len(runs),
                "transfer_bytes": runs[0].report.transfer_bytes if runs else cut.transfer_bytes,
                "predicted_edge_ms": round(cut.edge_ms, 3), "predicted_transfer_ms": round(cut.transfer_ms, 3),
                "predicted_cloud_ms": round(cut.cloud_ms, 3), "predicted_total_ms": round(cut.total_ms, 3),
@@ -170,13 +171,13 @@ class Case:
     def search_order(self, chosen: int) -> tuple[list[int], set[int]]:
         """Cuts in ascending predicted total (good ones early), and those always measured."""
         n, bw = self.planner.num_units, self.bandwidth_mbps
-        return sorted(range(n + 1), key=lambda k: (self.planner.cut(k, bw).total_ms, k)), {0, n, chosen}
+        return sorted(range(n + 1), key=lambda k: (self.planner.cut(k, Link(bw)).total_ms, k)), {0, n, chosen}
 
     def transfer_only_ms(self, k: int) -> float:
-        return transfer_ms(self.planner.cut_bytes[k], self.bandwidth_mbps)
+        return send_ms(self.planner.cut_bytes[k], self.bandwidth_mbps)
 
     def describe(self, k: int) -> str:
-        return (f"cut {k:>2}/{self.planner.num_units}: predicted {self.planner.cut(k, self.bandwidth_mbps).total_ms:9.1f}; "
+        return (f"cut {k:>2}/{self.planner.num_units}: predicted {self.planner.cut(k, Link(self.bandwidth_mbps)).total_ms:9.1f}; "
                 f"run-queue wait edge {self.cut_rows[-1]['edge_runq_wait_ms']} cloud "
                 f"{self.cut_rows[-1]['cloud_runq_wait_ms']} ms")
 
@@ -214,17 +215,19 @@ def warm_up(model, x: torch.Tensor, port: int) -> None:
     """Both sides run the whole model before anything is timed (the first passes are the slowest)."""
     for _ in range(WARMUP_RUNS):
         model(x.clone())
+    everything = model.prefix(0)  # the cloud runs the whole model
+    sent = model.run_edge(x, everything)
     with CloudClient(HOST, port) as client:  # unpaced: only the cloud's compute matters here
         for _ in range(WARMUP_RUNS):
-            client.infer(model.name, model.fingerprint, 0, x)
+            client.infer_tensors(model.name, model.fingerprint, sent, cut=everything.wire_cut)
 
 
-def run_case(model, planner: Planner, x: torch.Tensor, cloud: LocalCloud, label: str, repeats: int,
+def run_case(model, planner: ChainPlanner, x: torch.Tensor, cloud: LocalCloud, label: str, repeats: int,
              edge_slowdown: float) -> tuple[dict, list[dict]]:
     t_case = time.perf_counter()
     bw = parse_bandwidth(label)
     n = planner.num_units
-    chosen = planner.best_cut_point(bw)
+    chosen = planner.best_cut_point(Link(bw))
     with CloudClient(HOST, cloud.port, pacer=LinkPacer(bw)) as client:
         client.connect()
         client.probe(8 * 1024)  # one paced round trip on this connection before timing
@@ -233,7 +236,7 @@ def run_case(model, planner: Planner, x: torch.Tensor, cloud: LocalCloud, label:
         oracle = min(measured, key=lambda k: (measured[k], k))
         chosen_ms, oracle_ms = case.interleaved(chosen, oracle, repeats)
     ratio = 1.0 if chosen == oracle else chosen_ms / oracle_ms
-    predicted = planner.cut(chosen, bw).total_ms
+    predicted = planner.cut(chosen, Link(bw)).total_ms
     row = {"model": model.name, "bandwidth": label, "bandwidth_mbps": bw, "units": n,
            "edge_slowdown": edge_slowdown,
            "chosen_cut": chosen, "chosen_layer": planner.labels[chosen],
@@ -294,11 +297,11 @@ def main(argv=None) -> list[dict]:
     x = fixed_input()
     models = {name: get_dnn_model(name) for name in args.models}
     for model in models.values():
-        model.fingerprint  # hashed once, before any clock starts
+        _ = model.fingerprint  # hashed once, before any clock starts
     print(f"edge: this process, 1 torch thread, emulating a device {args.edge_slowdown:g}x slower; "
           f"cloud: cloud_api.py child, 1 torch thread; pinning: {pinning}")
     print("cloud latency predicted with the 1-thread (edge) profile, edge latency with the same x "
-          f"{args.edge_slowdown:g}; RTT 0; {args.repeats} run(s) per median; link paced by net.link.LinkPacer")
+          f"{args.edge_slowdown:g}; RTT 0; {args.repeats} run(s) per median; link paced by net.emulation.link.LinkPacer")
     rows, cut_rows = [], []
     load_before = os.getloadavg()
     t_start = time.perf_counter()
@@ -312,7 +315,7 @@ def main(argv=None) -> list[dict]:
                       f"{'wait ms':>7} {'s':>6}")
             print(header, flush=True)
             for name, model in models.items():
-                planner = Planner.for_model(model, edge=edge_predictor, cloud=edge_predictor,
+                planner = ChainPlanner(model, edge=edge_predictor, cloud=edge_predictor,
                                             edge_slowdown=args.edge_slowdown)
                 log(f"{name}: warming up both sides")
                 warm_up(model, x, cloud.port)
@@ -345,7 +348,7 @@ def main(argv=None) -> list[dict]:
     meta = provenance(host=HOST, edge_threads=1, cloud_threads=1, edge_slowdown=args.edge_slowdown,
                       pinning=pinning, cloud="cloud_api.py subprocess --threads 1",
                       predictors="edge profile for both sides (cloud at 1 thread), edge x slowdown",
-                      rtt_ms=0, repeats=args.repeats, warmup_runs=WARMUP_RUNS, link="net.link.LinkPacer",
+                      rtt_ms=0, repeats=args.repeats, warmup_runs=WARMUP_RUNS, link="net.emulation.link.LinkPacer",
                       loadavg_before=" ".join(f"{v:.2f}" for v in load_before),
                       loadavg_after=" ".join(f"{v:.2f}" for v in os.getloadavg()),
                       run_s=round(total_s), **{k: round(v, 4) for k, v in summary.items()})

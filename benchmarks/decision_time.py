@@ -3,7 +3,7 @@
   python -m benchmarks.decision_time [--models ...] [--naive-repeats N]
 
 Chain models. Ours: per-unit predictions and byte counts are computed once per model
-(`Planner`, reported as the one-off set-up), then each decision scans N+1 precomputed numbers.
+(`ChainPlanner`, reported as the one-off set-up), then each decision scans N+1 precomputed numbers.
 Naive (the original's method): for every cut, run the edge sub-model forward on the input to
 learn the size of the tensor it would send, then add up the same predictions.
 
@@ -20,15 +20,14 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
-
 import networkx as nx
+import torch
 
 from models import ALL_MODEL_NAMES, DAG_MODEL_NAMES, get_dnn_model, model_partition
 from models.dag import get_dag_model
-from predictor import LatencyPredictor, Planner, transfer_ms
-from predictor.dag_cut import DagCutSearch
-from predictor.dag_plan import DagPlanner
+from predictor import LatencyPredictor, Link, send_ms
+from predictor.planner import ChainPlanner, DagPlanner
+from predictor.planner.dag_cut import DagCutSearch
 from utils.provenance import provenance, write_csv_with_provenance
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -36,13 +35,13 @@ BANDWIDTH_MBPS = 5.85  # LTE; the decision's cost does not depend on the figure
 
 
 @torch.no_grad()
-def naive_best_cut(model, planner: Planner, x: torch.Tensor, bandwidth_mbps: float) -> int:
+def naive_best_cut(model, planner: ChainPlanner, x: torch.Tensor, bandwidth_mbps: float) -> int:
     n = len(model)
     best_k, best_ms = n, planner.edge_prefix_ms[n]
     for k in range(n):
         edge, _ = model_partition(model, k)
         nbytes = edge(x.clone()).numel() * 4
-        total = planner.edge_prefix_ms[k] + transfer_ms(nbytes, bandwidth_mbps) + planner.cloud_suffix_ms[k]
+        total = planner.edge_prefix_ms[k] + send_ms(nbytes, bandwidth_mbps) + planner.cloud_suffix_ms[k]
         if total < best_ms:
             best_k, best_ms = k, total
     return best_k
@@ -93,12 +92,13 @@ def main(argv=None) -> None:
 def time_chain(name: str, edge, cloud, args) -> dict:
     model = get_dnn_model(name)
     t0 = time.perf_counter()
-    planner = Planner.for_model(model, edge, cloud)
+    planner = ChainPlanner(model, edge, cloud)
     setup_ms = (time.perf_counter() - t0) * 1e3
     x = torch.randn(model.input_shape)
-    ours_us = time_calls_us(lambda: planner.best_cut_point(BANDWIDTH_MBPS), args.repeats)
+    link = Link(BANDWIDTH_MBPS)
+    ours_us = time_calls_us(lambda: planner.best(link), args.repeats)
     naive_us = time_calls_us(lambda: naive_best_cut(model, planner, x, BANDWIDTH_MBPS), args.naive_repeats)
-    assert naive_best_cut(model, planner, x, BANDWIDTH_MBPS) == planner.best_cut_point(BANDWIDTH_MBPS)
+    assert naive_best_cut(model, planner, x, BANDWIDTH_MBPS) == planner.best(link).cut_point
     return {"model": name, "units": len(model), "setup_ms": round(setup_ms, 2), "ours_us": round(ours_us, 2),
             "baseline_ms": round(naive_us / 1e3, 2), "speedup": round(naive_us / ours_us),
             "baseline": "a forward pass per cut (the original)"}
@@ -110,9 +110,10 @@ def time_dag(name: str, edge, cloud, args) -> dict:
     planner = DagPlanner(model, edge, cloud)
     setup_ms = (time.perf_counter() - t0) * 1e3
     repeats = max(args.repeats // 10, 1)  # a max-flow is ~100x a chain scan: fewer repeats, same time
-    ours_us = time_calls_us(lambda: planner.best_partition(BANDWIDTH_MBPS), repeats)
+    link = Link(BANDWIDTH_MBPS)
+    ours_us = time_calls_us(lambda: planner.best(link), repeats)
     baseline_us = time_calls_us(lambda: networkx_cut_ms(planner.search, BANDWIDTH_MBPS), args.naive_repeats)
-    best = planner.best_partition(BANDWIDTH_MBPS)
+    best = planner.best(link)
     cut_ms = networkx_cut_ms(planner.search, BANDWIDTH_MBPS)
     # the same optimum: networkx's cut (no RTT here) is never cheaper than ours, all-on-the-edge included
     assert best.total_ms <= cut_ms * (1 + 1e-6) + 1e-6 and min(cut_ms, planner.edge_only_ms()) >= best.total_ms * (1 - 1e-6) - 1e-6

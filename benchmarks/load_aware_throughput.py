@@ -14,12 +14,12 @@ Set-up (one 2-core machine, everything through real sockets on 127.0.0.1):
   load meter knows each cut's unloaded time (a cloud that has been up a while would);
 - the edges are --edges threads of this process (default 16), pinned to core 0, torch at 1
   thread, each an edge device of its own: its own CloudClient (one persistent connection), its
-  own uplink paced by its own net.link.LinkPacer at --bandwidth Mbit/s (+ --rtt), and an emulated
+  own uplink paced by its own net.emulation.link.LinkPacer at --bandwidth Mbit/s (+ --rtt), and an emulated
   device --edge-slowdown F times slower than this machine. Threads, not processes: 16 processes
   would hold 16 copies of torch and the model on 2 cores; the edges share the read-only model,
   torch releases the GIL while it computes, and an edge mostly waits (its emulated slowness, its
   link, the cloud). The edge process's CPU share is in the CSV (edge_cpu_pct);
-- the emulated slowdown is net.edge_runner's, on the CPU clock: after its units an edge waits
+- the emulated slowdown is net.edge.runner's, on the CPU clock: after its units an edge waits
   until F x their CPU time (time.thread_time) has passed since they started. 16 edges share
   core 0, and an edge part's wall time then includes the others' compute and GIL waits; a
   wall-time rule multiplied those by F too (measured in a first version: edge-only parts that
@@ -93,12 +93,13 @@ import torch
 
 from benchmarks.decision_quality import CLOUD_CORE, EDGE_CORE, can_pin, pin_threads, runqueue_wait_ms
 from models import MODEL_NAMES, get_dnn_model
-from net.edge_client import CloudClient
-from net.edge_runner import collaborative_inference
-from net.link import LinkPacer
-from net.local_cloud import LocalCloud
-from predictor import LatencyPredictor, Planner
-from utils.cli import bandwidth_arg, slowdown_arg
+from net.apps.cli import bandwidth_arg, slowdown_arg
+from net.cloud.local import LocalCloud
+from net.edge.client import CloudClient
+from net.edge.runner import collaborative_inference
+from net.emulation.link import LinkPacer
+from predictor import LatencyPredictor, Link
+from predictor.planner import ChainPlanner
 from utils.provenance import provenance, write_csv_with_provenance
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -140,9 +141,9 @@ class Workload:
 
     def __init__(self, model_name: str, edge_slowdown: float):
         self.model = get_dnn_model(model_name)
-        self.model.fingerprint  # hashed once, before any clock starts
+        _ = self.model.fingerprint  # hashed once, before any clock starts
         predictor = LatencyPredictor.load("edge")
-        self.planner = Planner.for_model(self.model, edge=predictor, cloud=predictor, edge_slowdown=edge_slowdown)
+        self.planner = ChainPlanner(self.model, edge=predictor, cloud=predictor, edge_slowdown=edge_slowdown)
         g = torch.Generator().manual_seed(SEED)
         self.inputs = [torch.randn(self.model.input_shape, generator=g) for _ in range(NUM_INPUTS)]
         with torch.no_grad():
@@ -186,8 +187,8 @@ def run_arm(work: Workload, port: int, arm: str, args, blind_cut: int, cloud_pid
         window[:] = [t0 + args.warmup_s, t0 + args.warmup_s + args.duration_s]
 
     start = threading.Barrier(args.edges + 1, action=open_window)
-    partition = blind_cut if arm == "blind" else None
     planner, model = work.planner, work.model
+    partition = model.prefix(blind_cut) if arm == "blind" else None
     lock = threading.Lock()
 
     def edge(i: int) -> None:
@@ -203,11 +204,11 @@ def run_arm(work: Workload, port: int, arm: str, args, blind_cut: int, cloud_pid
                         refreshes[i] += 1
                     idx = (i + j) % NUM_INPUTS
                     j += 1
-                    report = collaborative_inference(model, planner, work.inputs[idx], client, args.bandwidth,
-                                                     args.rtt, partition=partition,
+                    report = collaborative_inference(model, planner, work.inputs[idx], client,
+                                                     Link(args.bandwidth, args.rtt), partition=partition,
                                                      edge_slowdown=args.edge_slowdown, want_logits=True)
                     done = time.perf_counter()
-                    predicted_edge = planner.cut(report.cut_point, args.bandwidth, args.rtt).edge_ms
+                    predicted_edge = planner.cut(report.cut_point, Link(args.bandwidth, args.rtt)).edge_ms
                     equal = report.logits is not None and torch.equal(report.logits, work.expected[idx])
                     with lock:
                         requests.append(Request(i, done, report.measured_ms.total, report.cut_point,
@@ -284,7 +285,7 @@ def run_rounds(args, pinning: str | None, rows: list[dict], request_rows: list[d
     """The cloud, its calibration, then --rounds of (load-blind, load-aware); rows appended."""
     work = Workload(args.model, args.edge_slowdown)
     n = len(work.model)
-    blind_cut = work.planner.best_cut_point(args.bandwidth, args.rtt, 1.0)
+    blind_cut = work.planner.best_cut_point(Link(args.bandwidth, args.rtt, 1.0))
     print(f"{args.model}: {args.edges} edges, uplink {args.bandwidth:g} Mbit/s each, RTT {args.rtt:g} ms, edge "
           f"{args.edge_slowdown:g}x slower (CPU clock); load-blind cut {blind_cut}/{n} "
           f"({work.planner.labels[blind_cut]}); pinning: {pinning or 'none'}")
@@ -380,11 +381,11 @@ def main(argv=None) -> list[dict]:
           f"{summary['mismatches_total']}, fallbacks {summary['fallbacks_total']}, errors {summary['errors_total']}; "
           f"run time {total_s:.0f} s")
     meta = provenance(host=HOST, edge_threads=1, cloud_threads=1, edge_slowdown=args.edge_slowdown, seed=SEED,
-                      edge_clock="cpu (net.edge_runner.emulate_slowdown)",
+                      edge_clock="cpu (net.edge.runner.emulate_slowdown)",
                       pinning=pinning, cloud="cloud_api.py subprocess --threads 1, connections served by threads",
                       edges=f"{args.edges} threads of this process, one connection and one LinkPacer each",
                       predictors="edge profile for both sides (cloud at 1 thread), edge x slowdown",
-                      link="net.link.LinkPacer", bandwidth_mbps=args.bandwidth, rtt_ms=args.rtt,
+                      link="net.emulation.link.LinkPacer", bandwidth_mbps=args.bandwidth, rtt_ms=args.rtt,
                       warmup_s=args.warmup_s, duration_s=args.duration_s, rounds=args.rounds,
                       load_refresh_s=args.load_refresh_s, settle_load=args.settle_load,
                       calibration=f"every cut alone x{CALIBRATION_PASSES} before the first round",

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from itertools import accumulate
 import time
+from itertools import accumulate
 from pathlib import Path
 
 import torch
 
 from models import ALL_MODEL_NAMES, get_model
-from models.dag import DagModel
 from predictor import LatencyPredictor, planner_for
 from predictor.profiler import CacheFlusher
 from utils.provenance import provenance, write_csv_with_provenance
@@ -35,27 +34,17 @@ def measure_prefixes_ms(model, repeats: int, flush: CacheFlusher) -> list[float]
         flush()
         t0 = clock()
         marks = []
-        if isinstance(model, DagModel):
-            env = {model.input_name: x}
-            for name in list(model.nodes)[1:]:
-                env[name] = model.eval_node(model.fx_node(name), env)
-                marks.append((clock() - t0) * 1e3)
-        else:
-            y = x
-            for unit in model:
-                y = unit(y)
-                marks.append((clock() - t0) * 1e3)
+        for _ in model.unit_outputs(x):
+            marks.append((clock() - t0) * 1e3)
         if i:
             runs.append(marks)
-    return [statistics.median(r[k] for r in runs) for k in range(len(model))]
+    return [statistics.median(r[k] for r in runs) for k in range(model.num_units)]
 
 
 def predicted_prefixes_ms(model, planner) -> list[tuple[str, float]]:
     """(label of unit or node k, predicted ms of prefix 1..k) for k = 1..N."""
-    if isinstance(model, DagModel):
-        names = list(model.nodes)[1:]
-        return list(zip(names, accumulate(planner.nodes[n].edge_ms for n in names)))
-    return [(planner.labels[k], planner.edge_prefix_ms[k]) for k in range(1, len(model) + 1)]
+    units = planner.unit_rows()
+    return list(zip((u["label"] for u in units), accumulate(u["edge_ms"] for u in units)))
 
 
 def run(role: str, models: list[str], repeats: int) -> list[dict]:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from net.protocol import DEFAULT_MAX_FRAME_BYTES, ReceiveBuffer, recv_frame, send_frame
+from net.wire.protocol import DEFAULT_MAX_FRAME_BYTES, ReceiveBuffer, recv_frame, send_frame
 from utils.provenance import provenance, write_csv_with_provenance
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

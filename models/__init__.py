@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+
 import torch
 from torch import nn
 

@@ -7,16 +7,20 @@ units 1..k, the cloud runs units k+1..N; k = 0 is all cloud, k = N is all edge.
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
 
+from models.split import Partition, PartitionError, SplitModel
+
 # Every model takes one RGB image at the torchvision reference resolution.
 INPUT_SHAPE = (1, 3, 224, 224)
+# The name of the one tensor a chain sends: the output of unit k (the input at k = 0).
+CHAIN_TENSOR = "x"
 
 
-class ChainModel(nn.Sequential):
+class ChainModel(nn.Sequential, SplitModel):
     """nn.Sequential of units that remembers each unit's qualified name in the source model."""
 
     def __init__(self, name: str, units: Sequence[nn.Module], unit_names: Sequence[str]):
@@ -27,6 +31,7 @@ class ChainModel(nn.Sequential):
         self.unit_names = list(unit_names)
         self.input_shape = INPUT_SHAPE
         self._fingerprint: str | None = None
+        self._out_shapes: list[tuple[int, ...]] | None = None
 
     def __getitem__(self, idx):
         if isinstance(idx, slice):  # slices are plain sub-chains, not named models
@@ -51,6 +56,68 @@ class ChainModel(nn.Sequential):
         if self._fingerprint is None:
             self._fingerprint = weights_fingerprint(self.state_dict().values())
         return self._fingerprint
+
+    # -- the split-model interface (models/split.py) -------------------------------------------
+    @property
+    def num_units(self) -> int:
+        return len(self)
+
+    @property
+    def is_path(self) -> bool:
+        return True
+
+    def prefix(self, k: int) -> Partition:
+        n = len(self)
+        if type(k) is not int or not 0 <= k <= n:
+            raise ValueError(f"cut point {k} is outside 0..{n} for {self.name}")
+        return Partition(k, n, frozenset(["input", *self.unit_names[:k]]),
+                         (CHAIN_TENSOR,) if k < n else (), wire_cut=k if k < n else None)
+
+    @torch.no_grad()
+    def run_edge(self, x: torch.Tensor, partition: Partition) -> dict[str, torch.Tensor]:
+        for unit in list(self)[:partition.cut_point]:
+            x = unit(x)
+        return {self.output_key if partition.all_edge else CHAIN_TENSOR: x}
+
+    @torch.no_grad()
+    def run_cloud(self, tensors: dict[str, torch.Tensor], partition: Partition) -> torch.Tensor:
+        y = tensors[CHAIN_TENSOR]
+        for unit in list(self)[partition.cut_point:]:
+            y = unit(y)
+        return y
+
+    @torch.no_grad()
+    def unit_outputs(self, x: torch.Tensor) -> Iterator[torch.Tensor]:
+        for unit in self:
+            x = unit(x)
+            yield x
+
+    def expected_tensors(self, partition: Partition) -> dict[str, tuple[int, ...]]:
+        k = partition.cut_point
+        return {CHAIN_TENSOR: tuple(self.input_shape) if k == 0 else self.out_shapes[k - 1]}
+
+    def partition_from_request(self, wire_cut: object, names: list[str]) -> Partition:
+        n = len(self)
+        if type(wire_cut) is not int or not 0 <= wire_cut < n:
+            raise PartitionError("bad_cut", f"cut {wire_cut!r:.20} is outside 0..{n - 1} for {self.name} "
+                                            f"(at cut {n} the edge runs everything and sends nothing)")
+        return self.prefix(wire_cut)
+
+    def describe(self, partition: Partition) -> tuple[str, list[str] | None]:
+        return self.unit_label(partition.cut_point), None
+
+    @property
+    def out_shapes(self) -> list[tuple[int, ...]]:
+        """Each unit's output shape, from one pass over zeros (computed once)."""
+        if self._out_shapes is None:
+            x = torch.zeros(self.input_shape, device=next(self.parameters()).device)
+            shapes = []
+            with torch.no_grad():
+                for unit in self:
+                    x = unit(x)
+                    shapes.append(tuple(x.shape))
+            self._out_shapes = shapes
+        return self._out_shapes
 
 
 def weights_fingerprint(tensors: Iterable[torch.Tensor]) -> str:

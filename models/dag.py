@@ -8,9 +8,9 @@ composition is bitwise equal to the whole model (tested).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import torch
 from torch import fx, nn
@@ -18,6 +18,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from torchvision.models import googlenet, resnet18
 
 from models.chain import INPUT_SHAPE, weights_fingerprint
+from models.split import Partition, PartitionError, SplitModel
 
 DAG_SEED = 0
 
@@ -39,7 +40,7 @@ class DagNodeInfo:
     out_bytes: int
 
 
-class DagModel:
+class DagModel(SplitModel):
     """A traced model: its graph, each node's output shape, and partitioned execution."""
 
     def __init__(self, name: str, module: nn.Module):
@@ -64,7 +65,7 @@ class DagModel:
             self.nodes[node.name] = DagNodeInfo(node.name, inputs, tuple(meta.shape), nbytes)
         self._fingerprint: str | None = None
 
-    def to(self, device: str | torch.device) -> "DagModel":
+    def to(self, device: str | torch.device) -> DagModel:
         self.module.to(device)
         self.graph_module.to(device)
         return self
@@ -77,12 +78,59 @@ class DagModel:
         return len(self.nodes) - 1
 
     @property
+    def num_units(self) -> int:
+        return len(self)
+
+    @property
     def num_classes(self) -> int:
         return self.nodes[self.output_name].out_shape[-1]
 
-    def prefix(self, k: int) -> set[str]:
-        """The first k computing nodes in traced order, and the input: a valid edge side."""
-        return set(list(self.nodes)[:k + 1])
+    def prefix(self, k: int) -> Partition:
+        """The first k computing nodes in traced order, and the input: always a valid edge side
+        (a node's inputs come before it)."""
+        if type(k) is not int or not 0 <= k <= len(self):
+            raise ValueError(f"cut point {k} is outside 0..{len(self)} for {self.name}")
+        return self.partition(list(self.nodes)[:k + 1])
+
+    def partition(self, edge_nodes: Iterable[str]) -> Partition:
+        """The partition that runs `edge_nodes` (and the input) on the edge."""
+        on_edge = frozenset(edge_nodes) | {self.input_name}
+        crossing = () if self.output_name in on_edge else tuple(self.crossing(on_edge))
+        return Partition(len(on_edge) - 1, len(self), on_edge, crossing)
+
+    @torch.no_grad()
+    def unit_outputs(self, x: torch.Tensor) -> Iterator[torch.Tensor]:
+        env = {self.input_name: x}
+        for name in list(self.nodes)[1:]:
+            env[name] = self.eval_node(self._fx_nodes[name], env)
+            yield env[name]
+
+    def expected_tensors(self, partition: Partition) -> dict[str, tuple[int, ...]]:
+        return {name: self.nodes[name].out_shape for name in partition.crossing}
+
+    def partition_from_request(self, wire_cut: object, names: list[str]) -> Partition:
+        """The tensors of a DAG request: node outputs that cut the input off; the edge side is
+        every node the cloud does not need to compute."""
+        if wire_cut is not None:
+            raise PartitionError("bad_cut", f"{self.name}: a DAG request names its tensors, not a cut")
+        if not names:
+            raise PartitionError("bad_tensor", f"a {self.name} request sends at least one node's output")
+        unknown = [name for name in names if name not in self.nodes]
+        if unknown:
+            raise PartitionError("bad_tensor", f"{self.name}: tensor {unknown[0]!r:.60} is not a node of the model")
+        if self.output_name in names:
+            raise PartitionError("bad_cut", f"{self.name}: the edge computed the output; nothing to run")
+        try:
+            needed = self.needed_nodes(set(names))
+        except ValueError as e:
+            raise PartitionError("bad_cut", f"{self.name}: {e}") from None
+        on_edge = frozenset(self.nodes) - needed
+        order = [name for name in self.nodes if name in set(names)]
+        return Partition(len(on_edge) - 1, len(self), on_edge, tuple(order))
+
+    def describe(self, partition: Partition) -> tuple[str, list[str] | None]:
+        crossing = list(partition.crossing)
+        return (f"sends {', '.join(crossing)}" if crossing else "all on the edge"), crossing
 
     @property
     def fingerprint(self) -> str:
@@ -116,23 +164,23 @@ class DagModel:
         return [n for n in self.nodes if n in on_edge and n in read_by_cloud]
 
     @torch.no_grad()
-    def run_edge(self, x: torch.Tensor, edge_nodes: Iterable[str]) -> dict[str, torch.Tensor]:
+    def run_edge(self, x: torch.Tensor, partition: Partition) -> dict[str, torch.Tensor]:
         """Run the edge nodes on input x; return the tensors that cross (by node name), or the
-        model's output under its name when every node is on the edge."""
-        on_edge = set(edge_nodes) | {self.input_name}
+        model's output when every node is on the edge."""
+        on_edge = partition.edge_nodes
         env = {self.input_name: x}
         for name in self.nodes:
             if name in on_edge and name != self.input_name:
                 env[name] = self.eval_node(self._fx_nodes[name], env)
         if self.output_name in on_edge:
-            return {self.output_name: env[self.output_name]}
-        return {name: env[name] for name in self.crossing(on_edge)}
+            return {self.output_key: env[self.output_name]}
+        return {name: env[name] for name in partition.crossing}
 
     @torch.no_grad()
-    def run_cloud(self, provided: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Run every node the output still needs, given the crossing tensors by node name."""
-        if self.output_name in provided:
-            return provided[self.output_name]
+    def run_cloud(self, tensors: dict[str, torch.Tensor], partition: Partition | None = None) -> torch.Tensor:
+        """Run every node the output still needs, given the crossing tensors by node name (the
+        tensors say which nodes those are: the partition is not needed)."""
+        provided = tensors
         env = dict(provided)
         needed = self.needed_nodes(set(provided))
         for name in self.nodes:

@@ -1,15 +1,14 @@
 """What deployment.py does: profile this machine, refit the predictors, show the cut table."""
 from __future__ import annotations
 
+import math
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
 
-from predictor.dag_plan import DagPlanner
 from predictor.energy import OBJECTIVES, EdgePower
-from predictor.partition import Cut, Planner
+from predictor.planner import LATENCY, Link, Objective, Plan, Planner
 from predictor.profiler import FULL, QUICK, profile_role
 from predictor.regression import CONFIG_DIR, DATASET_DIR, LatencyPredictor, fit_role
 from utils.provenance import cpu_model, provenance
@@ -44,18 +43,46 @@ def warn_if_other_machine(predictor: LatencyPredictor) -> None:
                       "to profile this machine", stacklevel=2)
 
 
-def cut_table_document(planner: Planner, bandwidth_mbps: float, rtt_ms: float, objective: str = "latency",
-                       power: EdgePower | None = None) -> dict:
-    """Every cut's predicted latency (and modelled edge energy, with a `power`), the cut chosen
-    for `objective`, and the best cut for each objective."""
-    doc = {"model": planner.info.name, "bandwidth_mbps": bandwidth_mbps, "rtt_ms": rtt_ms,
-           "objective": objective,
-           "best_cut": planner.best_cut_point(bandwidth_mbps, rtt_ms, objective=objective, power=power),
-           "best_latency_cut": planner.best_cut_point(bandwidth_mbps, rtt_ms)}
+def decision_document(planner: Planner, link: Link, objective: Objective = LATENCY) -> dict:
+    """What `deployment.py --show/--json` prints: a chain's table of cuts, or a DAG's min-cut
+    partition (its prefixes are only some of its partitions)."""
+    if planner.model.is_path:
+        return cut_table_document(planner, link, objective)
+    return dag_partition_document(planner, link, objective)
+
+
+def format_decision(document: dict) -> str:
+    return format_cut_table(document) if "cuts" in document else format_dag_partition(document)
+
+
+def cut_table_document(planner: Planner, link: Link, objective: Objective = LATENCY) -> dict:
+    """Every prefix cut k = 0..N's predicted latency (and modelled edge energy, with powers), the
+    cut chosen for `objective`, and the best cut for each objective. For a chain these are all
+    its partitions; for a DAG (the plot's view of it) a note says where its min cut lies."""
+    model, power = planner.model, objective.power
+    plans = [planner.prefix_cost(k, link, objective) for k in range(planner.num_units + 1)]
+    labels = ["input", *(unit["label"] for unit in planner.unit_rows())]
+
+    def least(key: str) -> int:  # on the exact costs, not the rows' rounded ones; ties to less edge work
+        return min(range(len(plans)), key=lambda k: (getattr(plans[k], key), k))
+
+    doc = {"model": model.name, "bandwidth_mbps": link.bandwidth_mbps, "rtt_ms": link.rtt_ms,
+           "objective": objective.name}
+    if not model.is_path:
+        doc["unit_name"] = "node"
+    doc.update(best_cut=least("energy_mj" if objective.name == "energy" else "total_ms"),
+               best_latency_cut=least("total_ms"))
     if power is not None:
-        doc.update(best_energy_cut=planner.best_cut_point(bandwidth_mbps, rtt_ms, objective="energy", power=power),
-                   **_power_fields(power))
-    doc["cuts"] = [_cut_row(c) for c in planner.table(bandwidth_mbps, rtt_ms, power=power)]
+        doc.update(best_energy_cut=least("energy_mj"), **_power_fields(power))
+    if not model.is_path:
+        plan = planner.best(link, objective)
+        edge_side = plan.partition.edge_nodes
+        as_prefix = [k for k, p in enumerate(plans) if p.partition.edge_nodes == edge_side]
+        doc["note"] = (f"min cut over all partitions: {plan.cut_point} nodes on the edge, sends "
+                       f"{len(plan.crossing)} tensor(s), {plan.total_ms:.1f} ms"
+                       + (f", {plan.energy_mj:.1f} mJ" if plan.energy_mj is not None else "")
+                       + (f" (= k = {as_prefix[0]})" if as_prefix else " (not a prefix of the traced order)"))
+    doc["cuts"] = [_cut_row(p, labels[k]) for k, p in enumerate(plans)]
     return doc
 
 
@@ -64,8 +91,8 @@ def _power_fields(power: EdgePower) -> dict:
                                                    "send": power.send_mw, "wait": power.wait_mw}}
 
 
-def _cut_row(cut: Cut) -> dict:
-    row = {"cut_point": cut.cut_point, "layer": cut.layer, "edge_ms": round(cut.edge_ms, 4),
+def _cut_row(cut: Plan, label: str) -> dict:
+    row = {"cut_point": cut.cut_point, "layer": label, "edge_ms": round(cut.edge_ms, 4),
            "transfer_ms": round(cut.transfer_ms, 4), "cloud_ms": round(cut.cloud_ms, 4),
            "total_ms": round(cut.total_ms, 4), "transfer_bytes": cut.transfer_bytes}
     if cut.energy_mj is not None:
@@ -73,23 +100,23 @@ def _cut_row(cut: Cut) -> dict:
     return row
 
 
-def print_cut_table(document: dict, out=None) -> None:
-    out = out or sys.stdout  # looked up at call time, so redirection (and capsys) works
+def format_cut_table(document: dict) -> str:
     energy = "best_energy_cut" in document
-    print(f"{document['model']} at {document['bandwidth_mbps']:g} Mbit/s, RTT "
-          f"{document['rtt_ms']:g} ms (predicted; edge units 1..k, cloud units k+1..N)", file=out)
-    print(f"{'k':>3}  {'layer after which we cut':<36} {'edge ms':>9} {'transfer ms':>12} "
-          f"{'cloud ms':>9} {'total ms':>9} {'bytes':>10}" + (f" {'energy mJ':>10}" if energy else ""), file=out)
+    lines = [f"{document['model']} at {document['bandwidth_mbps']:g} Mbit/s, RTT "
+             f"{document['rtt_ms']:g} ms (predicted; edge units 1..k, cloud units k+1..N)",
+             f"{'k':>3}  {'layer after which we cut':<36} {'edge ms':>9} {'transfer ms':>12} "
+             f"{'cloud ms':>9} {'total ms':>9} {'bytes':>10}" + (f" {'energy mJ':>10}" if energy else "")]
     for c in document["cuts"]:
         marks = [name for name, key in (("fastest", "best_latency_cut"), ("least energy", "best_energy_cut"))
                  if document.get(key) == c["cut_point"]]
         mark = f"  <- best ({', '.join(marks)})" if c["cut_point"] == document["best_cut"] else (
             f"  <- {', '.join(marks)}" if marks else "")
-        print(f"{c['cut_point']:>3}  {c['layer'][:36]:<36} {c['edge_ms']:>9.2f} "
-              f"{c['transfer_ms']:>12.2f} {c['cloud_ms']:>9.2f} {c['total_ms']:>9.2f} "
-              f"{c['transfer_bytes']:>10}" + (f" {c['energy_mj']:>10.1f}" if energy else "") + mark, file=out)
+        lines.append(f"{c['cut_point']:>3}  {c['layer'][:36]:<36} {c['edge_ms']:>9.2f} "
+                     f"{c['transfer_ms']:>12.2f} {c['cloud_ms']:>9.2f} {c['total_ms']:>9.2f} "
+                     f"{c['transfer_bytes']:>10}" + (f" {c['energy_mj']:>10.1f}" if energy else "") + mark)
     if energy:
-        print(_power_line(document), file=out)
+        lines.append(_power_line(document))
+    return "\n".join(lines)
 
 
 def _power_line(d: dict) -> str:
@@ -99,76 +126,30 @@ def _power_line(d: dict) -> str:
             f"idle {mw['idle']:g} mW (sources: predictor/power/default.json, or your --power-profile)")
 
 
-def dag_partition_document(planner: DagPlanner, bandwidth_mbps: float, rtt_ms: float, objective: str = "latency",
-                           power: EdgePower | None = None) -> dict:
+def dag_partition_document(planner: Planner, link: Link, objective: Objective = LATENCY) -> dict:
     """The min-cut partition of a DAG model as data: which nodes run where, what crosses (and,
-    with a `power`, its modelled edge energy and the partition each objective would choose)."""
-    model, plan = planner.model, planner.best_partition(bandwidth_mbps, rtt_ms, objective=objective, power=power)
-    doc = {"model": model.name, "bandwidth_mbps": bandwidth_mbps, "rtt_ms": rtt_ms, "objective": objective,
-           "num_nodes": len(model), "edge_nodes": [n for n in model.nodes if n in plan.edge_nodes
-                                                    and n != model.input_name],
-           "crossing": [{"node": n, "shape": list(model.nodes[n].out_shape),
-                         "bytes": model.nodes[n].out_bytes} for n in plan.crossing],
+    with powers, its modelled edge energy and the partition each objective would choose)."""
+    model, power = planner.model, objective.power
+    plan = planner.best(link, objective)
+    order = [n for n in model.nodes if n in plan.edge_nodes and n != model.input_name]  # type: ignore[attr-defined]
+    doc = {"model": model.name, "bandwidth_mbps": link.bandwidth_mbps, "rtt_ms": link.rtt_ms,
+           "objective": objective.name, "num_nodes": model.num_units, "edge_nodes": order,
+           "crossing": [{"node": n, "shape": list(shape), "bytes": 4 * math.prod(shape)}
+                        for n, shape in model.expected_tensors(plan.partition).items()],
            "transfer_bytes": plan.transfer_bytes, "edge_ms": round(plan.edge_ms, 4),
            "transfer_ms": round(plan.transfer_ms, 4), "cloud_ms": round(plan.cloud_ms, 4),
            "total_ms": round(plan.total_ms, 4), "edge_only_ms": round(planner.edge_only_ms(), 4),
-           "cloud_only_ms": round(planner.cloud_only_ms(bandwidth_mbps, rtt_ms), 4)}
+           "cloud_only_ms": round(planner.cloud_only_ms(link), 4)}
     if power is not None:
-        all_edge = planner.cost(model.nodes, bandwidth_mbps, rtt_ms, power=power)
-        all_cloud = planner.cost((), bandwidth_mbps, rtt_ms, power=power)
+        all_edge = planner.prefix_cost(model.num_units, link, objective)
+        all_cloud = planner.prefix_cost(0, link, objective)
         doc.update(energy_mj=round(plan.energy_mj, 4), edge_only_energy_mj=round(all_edge.energy_mj, 4),
                    cloud_only_energy_mj=round(all_cloud.energy_mj, 4), **_power_fields(power))
         for other in OBJECTIVES:
-            best = plan if other == objective else planner.best_partition(bandwidth_mbps, rtt_ms, objective=other,
-                                                                          power=power)
-            doc[f"best_{other}"] = {"edge_nodes": len(best.edge_nodes) - 1, "crossing": list(best.crossing),
+            best = plan if other == objective.name else planner.best(link, Objective(other, power))
+            doc[f"best_{other}"] = {"edge_nodes": best.cut_point, "crossing": list(best.crossing),
                                     "total_ms": round(best.total_ms, 4), "energy_mj": round(best.energy_mj, 4)}
     return doc
-
-
-def dag_prefix_document(planner: DagPlanner, bandwidth_mbps: float, rtt_ms: float, objective: str = "latency",
-                        power: EdgePower | None = None) -> tuple[dict, list[dict]]:
-    """A DAG model in the chain's cut-table form, for the plot: cut k runs the first k nodes of
-    the traced order on the edge (every such prefix is a valid partition: a node's inputs come
-    before it). The min cut searches all partitions, prefixes or not; the note says where it is.
-    Returns the document and the per-node rows (label, predicted ms, output bytes)."""
-    model = planner.model
-    names = list(model.nodes)  # names[0] is the input
-    labels = ["input", *(_node_label(model, name) for name in names[1:])]
-    parts = [planner.cost(names[:k + 1], bandwidth_mbps, rtt_ms, power=power) for k in range(len(names))]
-    cuts = [_cut_row(Cut(k, labels[k], c.edge_ms, c.transfer_ms, c.cloud_ms, c.total_ms, c.transfer_bytes, c.energy_mj))
-            for k, c in enumerate(parts)]
-
-    def least(key: str) -> int:  # on the exact costs, not the rows' rounded ones
-        return min(range(len(parts)), key=lambda k: (getattr(parts[k], key), k))
-
-    doc = {"model": model.name, "bandwidth_mbps": bandwidth_mbps, "rtt_ms": rtt_ms, "objective": objective,
-           "unit_name": "node", "best_cut": least("energy_mj" if objective == "energy" else "total_ms"),
-           "best_latency_cut": least("total_ms")}
-    if power is not None:
-        doc.update(best_energy_cut=least("energy_mj"), **_power_fields(power))
-    plan = planner.best_partition(bandwidth_mbps, rtt_ms, objective=objective, power=power)
-    as_prefix = [k for k in range(len(names)) if set(names[:k + 1]) == set(plan.edge_nodes)]
-    doc["note"] = (f"min cut over all partitions: {len(plan.edge_nodes) - 1} nodes on the edge, sends "
-                   f"{len(plan.crossing)} tensor(s), {plan.total_ms:.1f} ms"
-                   + (f", {plan.energy_mj:.1f} mJ" if plan.energy_mj is not None else "")
-                   + (f" (= k = {as_prefix[0]})" if as_prefix else " (not a prefix of the traced order)"))
-    doc["cuts"] = cuts
-    units = [{"label": labels[k], "edge_ms": planner.nodes[names[k]].edge_ms,
-              "cloud_ms": planner.nodes[names[k]].cloud_ms, "out_bytes": planner.nodes[names[k]].out_bytes}
-             for k in range(1, len(names))]
-    return doc, units
-
-
-def _node_label(model, name: str) -> str:
-    """'Conv2d (layer1_0_conv1)' for a layer, 'add (add_3)' for a function: the kind first, as
-    the chain models' unit labels, so the plot shortens both alike."""
-    node = model.fx_node(name)
-    if node.op == "call_module":
-        kind = type(model.graph_module.get_submodule(node.target)).__name__
-    else:
-        kind = getattr(node.target, "__name__", str(node.target))
-    return f"{kind} ({name})"
 
 
 def format_dag_partition(d: dict) -> str:

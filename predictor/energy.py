@@ -50,7 +50,7 @@ class PowerProfile:
     sources: dict[str, str]                  # "compute_mw", "3g.send_mw", ... -> where it comes from
 
     @classmethod
-    def load(cls, path: Path | str | None = None) -> "PowerProfile":
+    def load(cls, path: Path | str | None = None) -> PowerProfile:
         """The shipped table, with the entries of `path` (if given) laid over it."""
         merged = _read(DEFAULT_POWER_PROFILE)
         if path is not None:
@@ -58,7 +58,7 @@ class PowerProfile:
         return cls._from_document(merged, str(path or DEFAULT_POWER_PROFILE))
 
     @classmethod
-    def _from_document(cls, doc: dict, where: str) -> "PowerProfile":
+    def _from_document(cls, doc: dict, where: str) -> PowerProfile:
         sources: dict[str, str] = {}
 
         def number(entry, name: str) -> float:

@@ -7,7 +7,7 @@ layers the models use and variants around them.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

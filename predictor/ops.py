@@ -64,7 +64,7 @@ def analyze(model: ChainModel, dtype: torch.dtype = torch.float32) -> ModelInfo:
     for k, unit in enumerate(model, start=1):
         recorded: list[Op] = []
 
-        def hook(module, inputs, output):
+        def hook(module, inputs, output, recorded=recorded):
             recorded.append(Op(op_spec(module, tuple(inputs[0].shape)), tuple(output.shape)))
 
         handles = [leaf.register_forward_hook(hook) for leaf in leaf_modules(unit)]

@@ -24,9 +24,9 @@ from tqdm import tqdm
 from models import DAG_MODEL_NAMES, MODEL_NAMES, get_dnn_model
 from models.dag import DagModel, get_dag_model
 from models.mobilenet import to_chain as mobilenet_chain
-from predictor.dag_plan import node_spec
 from predictor.features import FEATURES, FREE_KINDS, add_spec, op_features, op_spec
 from predictor.ops import has_skip_add, leaf_modules
+from predictor.planner.dag import node_spec
 from utils.provenance import provenance, write_csv_with_provenance
 
 # Bigger than the last-level cache of the machines we run on, so a pass starts cold.

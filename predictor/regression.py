@@ -101,7 +101,7 @@ class LatencyPredictor:
         self.role, self.kinds, self.meta = role, kinds, meta
 
     @classmethod
-    def load(cls, role: str, config_dir: Path = CONFIG_DIR) -> "LatencyPredictor":
+    def load(cls, role: str, config_dir: Path = CONFIG_DIR) -> LatencyPredictor:
         path = config_dir / role / "predictors.json"
         try:
             document = json.loads(path.read_text())

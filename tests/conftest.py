@@ -30,7 +30,7 @@ def image_batch():
 @pytest.fixture(scope="session")
 def cloud_server():
     """One cloud on a free loopback port for the session, stopped at the end."""
-    from net.cloud_server import CloudServer
+    from net.cloud.server import CloudServer
     server = CloudServer("127.0.0.1", 0, max_frame_bytes=16 * 2**20).start()
     yield server
     server.stop()

@@ -4,10 +4,10 @@ import socket
 import pytest
 import torch
 
-from net import auth
-from net.cloud_server import CloudServer
-from net.edge_client import CloudClient, CloudRefused
-from net.protocol import recv_frame, send_frame
+from net.cloud.server import CloudServer
+from net.edge.client import CloudClient, CloudRefused
+from net.wire import auth
+from net.wire.protocol import recv_frame, send_frame
 
 TOKEN = b"correct horse battery staple"
 
@@ -112,7 +112,7 @@ def test_token_from_the_environment(monkeypatch):
 
 
 def test_cloud_warns_when_exposed_without_a_token(capsys, monkeypatch):
-    from net import cloud_main
+    from net.apps import cloud as cloud_main
     monkeypatch.delenv(auth.TOKEN_ENV, raising=False)
     monkeypatch.setattr(cloud_main, "serve_until_signal", lambda servers: [s.stop() for s in servers])
     cloud_main.main(["-i", "0.0.0.0", "-p", "0"])

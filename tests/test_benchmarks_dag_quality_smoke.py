@@ -6,7 +6,7 @@ import csv
 import pytest
 
 from benchmarks import dag_decision_quality as dq
-from predictor.dag_cut import is_valid
+from predictor.planner.dag_cut import is_valid
 
 
 def read_rows(path):
@@ -28,7 +28,7 @@ def test_candidates_are_valid_distinct_seeded_and_cut_inside_blocks(res_net):
     assert len({c.edge_nodes for c in candidates}) == len(candidates)
     assert [c.origin for c in candidates[:2]] == ["cloud-only", "edge-only"]
     assert candidates[0].edge_nodes == {res_net.input_name} and candidates[1].edge_nodes == set(res_net.nodes)
-    single = [k for k in range(1, n) if len(res_net.crossing(res_net.prefix(k))) == 1]
+    single = [k for k in range(1, n) if len(res_net.prefix(k).crossing) == 1]
     assert [c.prefix for c in candidates if c.origin == "boundary"] == single
     sampled = [c for c in candidates if c.origin in ("prefix", "random")]
     assert len(sampled) == 6

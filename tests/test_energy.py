@@ -5,10 +5,11 @@ import random
 import pytest
 
 import deployment
-from net.link import NETWORK_PRESETS_MBPS
-from predictor import LatencyPredictor, Planner
-from predictor.dag_cut import is_valid, min_cut_partition, partition_cost
+from net.emulation.link import NETWORK_PRESETS_MBPS
+from predictor import LATENCY, LatencyPredictor, Link, Objective
 from predictor.energy import DEFAULT_POWER_PROFILE, EdgePower, PowerProfile, PowerProfileError
+from predictor.planner import ChainPlanner
+from predictor.planner.dag_cut import graph_partition, is_valid, min_cut_partition, partition_cost
 from tests.test_dag_cut import random_dag
 
 NETWORKS = NETWORK_PRESETS_MBPS
@@ -39,11 +40,11 @@ def test_energy_is_power_times_time():
 @pytest.mark.parametrize("slowdown, rtt", [(1.0, 0.0), (5.0, 20.0), (10.0, 0.0)])
 def test_the_energy_cut_is_the_least_modelled_energy_of_all_cuts(chain_models, predictors, name, network,
                                                                  slowdown, rtt):
-    planner = Planner.for_model(chain_models[name], *predictors, edge_slowdown=slowdown)
+    planner = ChainPlanner(chain_models[name], *predictors, edge_slowdown=slowdown)
     power = PowerProfile.load().for_network(network)
-    bw = NETWORKS[network]
-    table = planner.table(bw, rtt, power=power)
-    chosen = planner.best_cut(bw, rtt, objective="energy", power=power)
+    link = Link(NETWORKS[network], rtt)
+    table = planner.table(link, Objective("latency", power))
+    chosen = planner.best(link, Objective("energy", power))
     assert chosen.energy_mj == pytest.approx(min(c.energy_mj for c in table))
     # and the energies are the model's sum of power x time, cut by cut
     for c in table[:-1]:  # something is sent: the RTT is waited for, like the cloud's part
@@ -55,12 +56,12 @@ def test_a_slow_link_keeps_more_layers_on_the_edge_for_energy(chain_models, pred
     power = PowerProfile.load().for_network("wifi")
     moved = differs = 0
     for name in ["alex_net", "mobile_net", "vgg_net"]:
-        planner = Planner.for_model(chain_models[name], *predictors, edge_slowdown=5.0)
+        planner = ChainPlanner(chain_models[name], *predictors, edge_slowdown=5.0)
         bandwidths = (0.5, 5.0, 18.88, 50.0, 500.0)
-        cuts = [planner.best_cut_point(bw, objective="energy", power=power) for bw in bandwidths]
+        cuts = [planner.best_cut_point(Link(bw), Objective("energy", power)) for bw in bandwidths]
         assert cuts == sorted(cuts, reverse=True)  # never fewer edge layers on a slower link
         moved += cuts[0] > cuts[-1]
-        differs += cuts != [planner.best_cut_point(bw) for bw in bandwidths]  # not the latency cuts
+        differs += cuts != [planner.best_cut_point(Link(bw)) for bw in bandwidths]  # not the latency cuts
     assert moved >= 2 and differs >= 1
 
 
@@ -159,7 +160,8 @@ def brute_force_energy(nodes, edges, source, bw, rtt, power):
         for subset in itertools.combinations(others, r):
             edge_nodes = {source, *subset}
             if is_valid(edges, edge_nodes, source):
-                cost = partition_cost(nodes, edges, edge_nodes, bw, rtt, power=power)
+                cost = partition_cost(nodes, graph_partition(nodes, edges, edge_nodes), Link(bw, rtt),
+                                      Objective("latency", power))
                 if best is None or cost.energy_mj < best.energy_mj:
                     best = cost
     return best
@@ -171,7 +173,7 @@ def test_the_dag_energy_min_cut_equals_brute_force(seed):
     nodes, edges = random_dag(rng, rng.randint(4, 9))
     bw, rtt = rng.choice([0.5, 5.85, 50]), rng.choice([0.0, 20.0])
     power = EdgePower("x", rng.uniform(100, 2000), rng.uniform(0, 50), rng.uniform(100, 3000), rng.uniform(10, 1000))
-    found = min_cut_partition(nodes, edges, "n0", bw, rtt, objective="energy", power=power)
+    found = min_cut_partition(nodes, edges, "n0", Link(bw, rtt), Objective("energy", power))
     assert is_valid(edges, found.edge_nodes, "n0")
     assert found.energy_mj == pytest.approx(brute_force_energy(nodes, edges, "n0", bw, rtt, power).energy_mj)
 
@@ -188,7 +190,7 @@ def test_dag_show_gives_both_partitions(capsys):
 
 
 def test_edge_api_reports_energy_and_chooses_for_it(capsys):
-    from net.cloud_server import CloudServer
+    from net.cloud.server import CloudServer
     from tests.test_online import run_edge
     reports = {}
     with CloudServer("127.0.0.1", 0).start() as server:  # its own: an idle cloud, load 1
@@ -208,7 +210,7 @@ def test_edge_api_reports_energy_and_chooses_for_it(capsys):
 
 
 def test_task_summary_gives_energy_per_model():
-    from net.tasks_edge import summarize
+    from net.edge.tasks import summarize
     rows = [{"model": "le_net", "cut_point": k, "measured_total_ms": 10.0, "predicted_total_ms": 10.0,
              "predicted_edge_only_ms": 40.0, "predicted_cloud_only_ms": 20.0, "fallback": False,
              "energy_mj_from_measured_times": e, "predicted_edge_only_energy_mj": 20.0}
@@ -222,12 +224,12 @@ def test_task_summary_gives_energy_per_model():
 
 
 def test_energy_of_the_measured_times_charges_them_as_the_prediction_does():
-    from net.edge_runner import Times, _energy
+    from net.edge.runner import Times, _energy
     power = EdgePower("lte", compute_mw=500.0, idle_mw=0.0, send_mw=2000.0, wait_mw=500.0)
     measured = Times(edge=10.0, transfer=80.0, cloud=20.0, total=112.0)  # 2 ms of overhead
-    e = _energy(power, 1.0, measured, rtt_ms=50.0)
+    e = _energy(Objective("energy", power), 1.0, measured, rtt_ms=50.0)
     # 500 x 10 + 2000 x (80 - 50) + 500 x (50 + 20 + 2), in mJ: the RTT is waited, not sent
     assert e == {"predicted": 1.0, "from_measured_times": pytest.approx(5 + 60 + 36)}
-    all_edge = _energy(power, 5.0, Times(edge=10.0, total=10.0), rtt_ms=50.0)
+    all_edge = _energy(Objective("energy", power), 5.0, Times(edge=10.0, total=10.0), rtt_ms=50.0)
     assert all_edge["from_measured_times"] == pytest.approx(5.0)
-    assert _energy(None, None, measured, 50.0) is None
+    assert _energy(LATENCY, None, measured, 50.0) is None  # no powers: no energy

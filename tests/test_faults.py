@@ -10,17 +10,18 @@ import time
 
 import torch
 
-from net.cloud_server import CloudServer
-from net.edge_client import CloudClient
-from net.edge_runner import collaborative_inference
-from net.protocol import ProtocolError, recv_frame
-from predictor import LatencyPredictor, Planner
+from net.cloud.server import CloudServer
+from net.edge.client import CloudClient
+from net.edge.runner import collaborative_inference
+from net.wire.protocol import ProtocolError, recv_frame
+from predictor import LatencyPredictor, Link
+from predictor.planner import ChainPlanner
 from utils.classes import top_k
 from utils.provenance import REPO_ROOT
 
 
 def planner_for(model):
-    return Planner.for_model(model, LatencyPredictor.load("edge"), LatencyPredictor.load("cloud"))
+    return ChainPlanner(model, LatencyPredictor.load("edge"), LatencyPredictor.load("cloud"))
 
 
 def test_cloud_dying_mid_request_then_coming_back(chain_models, image_batch):
@@ -35,7 +36,7 @@ def test_cloud_dying_mid_request_then_coming_back(chain_models, image_batch):
     def dying_cloud():
         conn, _ = listener.accept()
         recv_frame(conn)                                                # hello
-        from net.protocol import send_frame
+        from net.wire.protocol import send_frame
         send_frame(conn, {"type": "hello", "version": 1, "models": []})
         conn.recv(1000)                                                 # part of the request...
         conn.close()                                                    # ...and it dies
@@ -44,11 +45,13 @@ def test_cloud_dying_mid_request_then_coming_back(chain_models, image_batch):
     thread = threading.Thread(target=dying_cloud)
     thread.start()
     client = CloudClient("127.0.0.1", port)
-    report = collaborative_inference(model, planner_for(model), image_batch, client, 100.0, partition=5)
+    report = collaborative_inference(model, planner_for(model), image_batch, client, Link(100.0),
+                                     partition=model.prefix(5))
     thread.join(10)
     assert report.fallback and report.cut_point == 5 and report.top5 == expected
     with CloudServer("127.0.0.1", port).start():  # the cloud is back
-        again = collaborative_inference(model, planner_for(model), image_batch, client, 100.0, partition=5)
+        again = collaborative_inference(model, planner_for(model), image_batch, client, Link(100.0),
+                                        partition=model.prefix(5))
     client.close()
     assert not again.fallback and again.transfer_bytes > 0 and again.top5 == expected
 
@@ -58,7 +61,7 @@ def test_edge_dying_mid_upload_frees_the_connection(chain_models):
         model = chain_models["le_net"]
         for _ in range(3):
             sock = socket.create_connection(server.address, timeout=5)
-            from net.protocol import send_frame
+            from net.wire.protocol import send_frame
             # a frame that announces 602112 bytes of tensor and stops after the header
             header = {"type": "infer", "model": "le_net", "cut": 0, "fingerprint": model.fingerprint}
             data = bytearray()

@@ -12,9 +12,10 @@ import time
 import pytest
 import torch
 
-from net.edge_client import CloudClient
-from net.edge_runner import collaborative_inference
-from predictor import LatencyPredictor, Planner
+from net.edge.client import CloudClient
+from net.edge.runner import collaborative_inference
+from predictor import LatencyPredictor, Link
+from predictor.planner import ChainPlanner
 from utils.classes import top_k
 from utils.provenance import REPO_ROOT
 
@@ -93,7 +94,8 @@ def edge_worker(front, model, planner, inputs, results, cuts, stop=None, max_rou
                 for i, x in enumerate(inputs):
                     if stop is not None and stop.is_set():
                         return
-                    report = collaborative_inference(model, planner, x, client, 100.0, partition=k)
+                    report = collaborative_inference(model, planner, x, client, Link(100.0),
+                                                     partition=model.prefix(k))
                     results.append((k, i, report))
     finally:
         client.close()
@@ -109,7 +111,7 @@ def check_answers(results, expected):
 def test_eight_edges_through_the_balancer_reach_both_backends(cluster, chain_models):
     front, clouds = cluster
     model = chain_models["le_net"]
-    planner = Planner.for_model(model, LatencyPredictor.load("edge"), LatencyPredictor.load("cloud"))
+    planner = ChainPlanner(model, LatencyPredictor.load("edge"), LatencyPredictor.load("cloud"))
     inputs = [torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(50 + i)) for i in range(2)]
     with torch.no_grad():
         expected = [top_k(model(x.clone())) for x in inputs]
@@ -130,7 +132,7 @@ def test_eight_edges_through_the_balancer_reach_both_backends(cluster, chain_mod
 def test_a_backend_killed_mid_run(cluster, chain_models):
     front, clouds = cluster
     model = chain_models["le_net"]
-    planner = Planner.for_model(model, LatencyPredictor.load("edge"), LatencyPredictor.load("cloud"))
+    planner = ChainPlanner(model, LatencyPredictor.load("edge"), LatencyPredictor.load("cloud"))
     inputs = [torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(70))]
     with torch.no_grad():
         expected = [top_k(model(inputs[0].clone()))]

@@ -11,10 +11,10 @@ import time
 import pytest
 import torch
 
-from net.cloud_server import CloudServer
-from net.edge_client import CloudClient
-from net.monitor_server import MonitorServer
-from net.protocol import ProtocolError, recv_frame
+from net.cloud.monitor import MonitorServer
+from net.cloud.server import CloudServer
+from net.edge.client import CloudClient
+from net.wire.protocol import ProtocolError, recv_frame
 
 LIMITS = dict(header_timeout_s=0.5, idle_timeout_s=1.0, min_rate_bps=2000, max_connections=8)
 

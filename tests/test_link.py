@@ -6,8 +6,8 @@ import time
 import pytest
 import torch
 
-from net.link import NETWORK_PRESETS_MBPS, LinkPacer, parse_bandwidth
-from net.protocol import recv_frame, send_frame
+from net.emulation.link import NETWORK_PRESETS_MBPS, LinkPacer, parse_bandwidth
+from net.wire.protocol import recv_frame, send_frame
 
 
 @pytest.mark.parametrize("text,mbps", [

@@ -5,12 +5,13 @@ import time
 import pytest
 import torch
 
-from net import load as load_module
-from net.cloud_server import CloudServer
-from net.edge_client import CloudClient
-from net.edge_runner import collaborative_inference
-from net.load import LoadMeter
-from predictor import LatencyPredictor, Planner
+from net.cloud.server import CloudServer
+from net.edge.client import CloudClient
+from net.edge.runner import collaborative_inference
+from net.server import load as load_module
+from net.server.load import LoadMeter
+from predictor import LatencyPredictor, Link
+from predictor.planner import ChainPlanner
 
 
 def test_load_meter_rises_with_slow_requests_and_decays_when_idle(monkeypatch):
@@ -33,17 +34,17 @@ def test_a_busy_cloud_moves_the_cut_home_and_back(monkeypatch, chain_models, ima
     edge_model, busy_model = chain_models["le_net"], chain_models["alex_net"]
     # LeNet on an edge 2x slower than this machine, at 1000 Mbit/s: all on the cloud when it is
     # idle (k = 0), all on the edge once the cloud is twice as slow (checked on the predictions)
-    planner = Planner.for_model(edge_model, LatencyPredictor.load("edge"), LatencyPredictor.load("cloud"),
-                                edge_slowdown=2.0)
-    assert planner.best_cut_point(1000.0, 0.0, 1.0) == 0
-    assert planner.best_cut_point(1000.0, 0.0, 2.0) == len(edge_model)
+    planner = ChainPlanner(edge_model, LatencyPredictor.load("edge"), LatencyPredictor.load("cloud"),
+                           edge_slowdown=2.0)
+    assert planner.best_cut_point(Link(1000.0, 0.0, 1.0)) == 0
+    assert planner.best_cut_point(Link(1000.0, 0.0, 2.0)) == len(edge_model)
     with CloudServer("127.0.0.1", 0).start() as server:
         edge = CloudClient(*server.address)
         busy_input = torch.randn(1, 3, 224, 224)
         with CloudClient(*server.address) as warm:  # unloaded times of the busy requests
             for _ in range(3):
                 warm.infer("alex_net", busy_model.fingerprint, 0, busy_input)
-        idle = collaborative_inference(edge_model, planner, image_batch, edge, 1000.0, edge_slowdown=2.0)
+        idle = collaborative_inference(edge_model, planner, image_batch, edge, Link(1000.0), edge_slowdown=2.0)
         assert idle.cut_point == 0 and idle.cloud_load < 1.5
 
         stop = threading.Event()
@@ -60,7 +61,7 @@ def test_a_busy_cloud_moves_the_cut_home_and_back(monkeypatch, chain_models, ima
             time.sleep(1.5)
             edge.stats()  # any reply brings the current load
             assert edge.cloud_load > 2.0
-            loaded = collaborative_inference(edge_model, planner, image_batch, edge, 1000.0, edge_slowdown=2.0)
+            loaded = collaborative_inference(edge_model, planner, image_batch, edge, Link(1000.0), edge_slowdown=2.0)
             assert loaded.cut_point == len(edge_model) and loaded.cloud_load > 2.0
         finally:
             stop.set()
@@ -68,21 +69,20 @@ def test_a_busy_cloud_moves_the_cut_home_and_back(monkeypatch, chain_models, ima
                 w.join(60)
         time.sleep(2.0)  # idle: the load decays
         edge.stats()
-        back = collaborative_inference(edge_model, planner, image_batch, edge, 1000.0, edge_slowdown=2.0)
+        back = collaborative_inference(edge_model, planner, image_batch, edge, Link(1000.0), edge_slowdown=2.0)
         edge.close()
         assert back.cut_point == 0 and back.cloud_load < 1.5
 
 
 def test_a_dag_models_partition_follows_the_clouds_load(cloud_server, image_batch):
     from models.dag import get_dag_model
-    from net.edge_runner import dag_collaborative_inference
-    from predictor.dag_plan import DagPlanner
+    from predictor.planner import DagPlanner
     model = get_dag_model("res_net")
     planner = DagPlanner(model, LatencyPredictor.load("edge"), LatencyPredictor.load("cloud"), edge_slowdown=2.0)
-    idle = planner.best_partition(1000.0, 0.0, cloud_load=1.0)
-    loaded = planner.best_partition(1000.0, 0.0, cloud_load=50.0)
+    idle = planner.best(Link(1000.0, 0.0, cloud_load=1.0))
+    loaded = planner.best(Link(1000.0, 0.0, cloud_load=50.0))
     assert idle.edge_nodes == {model.input_name} and loaded.edge_nodes == set(model.nodes)
     with CloudClient(*cloud_server.address) as client:
         client.cloud_load = 50.0  # as if the cloud's last reply had said so
-        report = dag_collaborative_inference(model, planner, image_batch, client, 1000.0)
+        report = collaborative_inference(model, planner, image_batch, client, Link(1000.0))
     assert report.cloud_load == 50.0 and report.cut_point == len(model.nodes) - 1

@@ -3,7 +3,7 @@ import threading
 
 import torch
 
-from net.cloud_server import ModelCache
+from net.cloud.server import ModelCache
 
 
 def test_a_slow_build_does_not_hold_up_other_models(monkeypatch):

@@ -6,8 +6,7 @@ import torch
 from torch import nn
 from torchvision.models.mobilenetv2 import InvertedResidual
 
-from models import (MODEL_NAMES, UnknownModelError, build_reference, get_dnn_model,
-                    model_partition)
+from models import MODEL_NAMES, UnknownModelError, build_reference, get_dnn_model, model_partition
 from utils.provenance import REPO_ROOT
 
 

@@ -5,9 +5,10 @@ import pytest
 
 import deployment
 from models import get_dnn_model
-from predictor import LatencyPredictor, Planner
+from predictor import LatencyPredictor, Link, Objective
 from predictor.deploy import cut_table_document
-from utils.plots import plot_cut_table, plot_task_report, short_label, unit_rows
+from predictor.planner import ChainPlanner
+from utils.plots import plot_cut_table, plot_task_report, short_label
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -34,19 +35,19 @@ def predictors():
 
 @pytest.mark.parametrize("model, bandwidth_mbps, rtt_ms", [("le_net", 1.1, 0.0), ("vgg_net", 18.88, 20.0)])
 def test_cut_table_figure(tmp_path, predictors, model, bandwidth_mbps, rtt_ms):
-    planner = Planner.for_model(get_dnn_model(model), *predictors)
-    units = unit_rows(planner)
+    planner = ChainPlanner(get_dnn_model(model), *predictors)
+    units = planner.unit_rows()
     assert len(units) == planner.num_units
     assert units[0]["label"] == planner.labels[1] and units[-1]["out_bytes"] > 0  # unit N's real output
     assert [u["out_bytes"] for u in units[:-1]] == planner.cut_bytes[1:-1]
-    path = plot_cut_table(cut_table_document(planner, bandwidth_mbps, rtt_ms), units, tmp_path / f"{model}.png")
+    path = plot_cut_table(cut_table_document(planner, Link(bandwidth_mbps, rtt_ms)), units, tmp_path / f"{model}.png")
     assert_good_png(path)
 
 
 def test_cut_table_rejects_mismatched_units(tmp_path, predictors):
-    planner = Planner.for_model(get_dnn_model("le_net"), *predictors)
+    planner = ChainPlanner(get_dnn_model("le_net"), *predictors)
     with pytest.raises(ValueError, match="14 cuts, expected 13"):
-        plot_cut_table(cut_table_document(planner, 10, 0), unit_rows(planner)[:-1], tmp_path / "x.png")
+        plot_cut_table(cut_table_document(planner, Link(10, 0)), planner.unit_rows()[:-1], tmp_path / "x.png")
 
 
 def test_short_labels():
@@ -103,20 +104,20 @@ def test_deployment_plot_alone_and_with_json(tmp_path, capsys):
 
 def test_dag_model_plot_shows_every_prefix_and_where_the_min_cut_is(tmp_path, capsys, predictors):
     from models.dag import get_dag_model
-    from predictor.dag_plan import DagPlanner
-    from predictor.deploy import dag_prefix_document
     from predictor.energy import PowerProfile
+    from predictor.planner import DagPlanner
     planner = DagPlanner(get_dag_model("res_net"), *predictors, edge_slowdown=10.0)
     power = PowerProfile.load().for_network("wifi")
-    doc, units = dag_prefix_document(planner, 18.88, 0.0, "energy", power)
+    link = Link(18.88, 0.0)
+    doc, units = cut_table_document(planner, link, Objective("energy", power)), planner.unit_rows()
     names = list(planner.model.nodes)
     assert len(doc["cuts"]) == len(units) + 1 == len(names)
     for k in (0, 17, len(names) - 1):  # the cost of running the first k nodes on the edge
-        cost = planner.cost(names[:k + 1], 18.88, 0.0, power=power)
+        cost = planner.cost(planner.model.partition(names[:k + 1]), link, Objective("latency", power))
         assert doc["cuts"][k]["total_ms"] == pytest.approx(cost.total_ms, abs=1e-3)
         assert doc["cuts"][k]["energy_mj"] == pytest.approx(cost.energy_mj, abs=1e-3)
     assert doc["best_cut"] == min(range(len(names)), key=lambda k: doc["cuts"][k]["energy_mj"])
-    best = planner.best_partition(18.88, 0.0, objective="energy", power=power)
+    best = planner.best(link, Objective("energy", power))
     assert best.energy_mj <= doc["cuts"][doc["best_cut"]]["energy_mj"] + 1e-3  # the min cut: no prefix beats it
     assert doc["note"].startswith("min cut over all partitions")
     path = tmp_path / "res_net.png"

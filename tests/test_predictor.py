@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 from torch import nn
 
-from predictor import LatencyPredictor, Planner, transfer_ms
+from predictor import LatencyPredictor, Link, send_ms
 from predictor.features import FEATURES, build_op, op_features, op_spec
 from predictor.ops import analyze
+from predictor.planner import ChainPlanner
 from predictor.profiler import QUICK, CacheFlusher, profile_chains
 from predictor.regression import CONFIG_DIR, KindModel, fit_kind, load_sklearn_model
 
@@ -50,11 +51,11 @@ def test_analyze_counts_bytes_of_every_cut(chain_models):
 
 def test_cut_table_matches_the_formula(chain_models):
     model = chain_models["le_net"]
-    planner = Planner.for_model(model, constant_predictor("edge", 2.0), constant_predictor("cloud", 0.5))
+    planner = ChainPlanner(model, constant_predictor("edge", 2.0), constant_predictor("cloud", 0.5))
     n, bw, rtt = len(model), 10.0, 4.0
     free = {"dropout", "flatten"}
     ops = [sum(op.kind not in free for op in u.ops) for u in analyze(model).units]
-    for cut in planner.table(bw, rtt):
+    for cut in planner.table(Link(bw, rtt)):
         k = cut.cut_point
         assert cut.edge_ms == pytest.approx(2.0 * sum(ops[:k]))
         if k == n:
@@ -69,33 +70,33 @@ def test_cut_table_matches_the_formula(chain_models):
 def test_best_cut_is_the_minimum_of_the_table(chain_models):
     edge, cloud = LatencyPredictor.load("edge"), LatencyPredictor.load("cloud")
     for model in chain_models.values():
-        planner = Planner.for_model(model, edge, cloud, edge_slowdown=3.0)
+        planner = ChainPlanner(model, edge, cloud, edge_slowdown=3.0)
         for bw, rtt in itertools.product((0.1, 1.1, 5.85, 18.88, 100.0, 1000.0), (0.0, 50.0)):
-            table = planner.table(bw, rtt)
-            best = planner.best_cut(bw, rtt)
+            table = planner.table(Link(bw, rtt))
+            best = planner.best(Link(bw, rtt))
             assert best.total_ms == min(c.total_ms for c in table)
             assert best == min(table, key=lambda c: (c.total_ms, c.cut_point))
 
 
 def test_extreme_bandwidths_move_the_cut_to_the_ends(chain_models):
     edge, cloud = constant_predictor("edge", 5.0), constant_predictor("cloud", 0.1)
-    planner = Planner.for_model(chain_models["vgg_net"], edge, cloud)
-    assert planner.best_cut_point(1e9) == 0             # a free link: all on the faster cloud
-    assert planner.best_cut_point(1e-6) == planner.num_units  # no link: all on the edge
+    planner = ChainPlanner(chain_models["vgg_net"], edge, cloud)
+    assert planner.best_cut_point(Link(1e9)) == 0             # a free link: all on the faster cloud
+    assert planner.best_cut_point(Link(1e-6)) == planner.num_units  # no link: all on the edge
 
 
 def test_bad_link_is_refused(chain_models):
-    planner = Planner.for_model(chain_models["le_net"], constant_predictor("e", 1), constant_predictor("c", 1))
-    with pytest.raises(ValueError, match="Mbit/s"):
-        planner.best_cut(0)
+    planner = ChainPlanner(chain_models["le_net"], constant_predictor("e", 1), constant_predictor("c", 1))
+    with pytest.raises(ValueError, match="Mbit/s"):  # the link checks itself when made
+        planner.best(Link(0))
     with pytest.raises(ValueError, match="RTT"):
-        planner.table(10, -1)
+        planner.table(Link(10, -1))
     with pytest.raises(ValueError, match="outside 0..13"):
-        planner.cut(14, 10)
+        planner.cut(14, Link(10))
 
 
 def test_transfer_units():
-    assert transfer_ms(10**6, 8.0) == pytest.approx(1000.0)  # 1 MB at 8 Mbit/s is one second
+    assert send_ms(10**6, 8.0) == pytest.approx(1000.0)  # 1 MB at 8 Mbit/s is one second
 
 
 def test_fit_recovers_a_linear_law():
@@ -116,7 +117,7 @@ def test_shipped_predictors_load_and_predict(chain_models):
         assert set(predictor.kinds) == set(FEATURES)
         for key in ("commit", "cpu", "torch", "sklearn", "threads"):
             assert key in predictor.meta
-        planner = Planner.for_model(chain_models["alex_net"], predictor, predictor)
+        planner = ChainPlanner(chain_models["alex_net"], predictor, predictor)
         assert all(ms >= 0 for ms in planner.edge_unit_ms)
         assert planner.edge_prefix_ms[-1] > 0
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from net.protocol import (DTYPES, ConnectionClosed, ProtocolError, dtype_name, recv_frame, send_frame,
-                          tensor_nbytes)
+from net.wire.protocol import DTYPES, ConnectionClosed, ProtocolError, dtype_name, recv_frame, send_frame, tensor_nbytes
 
 
 @pytest.fixture
@@ -362,7 +361,7 @@ def test_validate_runs_before_body_is_read(pair, no_tensor_alloc):
 
 
 def test_receive_buffer_is_reused_and_aligned_for_every_dtype():
-    from net.protocol import ReceiveBuffer
+    from net.wire.protocol import ReceiveBuffer
     buffer = ReceiveBuffer()
     first = {"a": torch.arange(3, dtype=torch.uint8), "b": torch.randn(5, 7, dtype=torch.float64),
              "c": torch.tensor([True, False]), "d": torch.randn(4, dtype=torch.bfloat16),

@@ -74,7 +74,7 @@ def test_local_cloud_demo_on_a_real_photo(china_jpg):
 
 
 def test_monitor_test_prints_the_measured_rate():
-    out = run("-m", "net.monitor_test", "--bandwidth", "8", "--rounds", "1")
+    out = run("-m", "net.apps.monitor_test", "--bandwidth", "8", "--rounds", "1")
     assert out.returncode == 0, out.stderr
     rate = float(re.search(r"measured uplink ([\d.]+) Mbit/s", out.stdout).group(1))
     assert 6 <= rate <= 8.8

@@ -9,12 +9,12 @@ import torch
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from models import MODEL_NAMES
-from net.cloud_server import CloudServer
-from net.edge_client import CloudClient
-from net.link import LinkPacer
-from net.monitor_server import MonitorServer
-from net.tasks_edge import BandwidthTracker, TaskRunner, draw_tasks, percentile, replay_trace, summarize
-from net.trace import TraceError, TracePoint, load_trace, rate_at
+from net.cloud.monitor import MonitorServer
+from net.cloud.server import CloudServer
+from net.edge.client import CloudClient
+from net.edge.tasks import BandwidthTracker, TaskRunner, draw_tasks, percentile, replay_trace, summarize
+from net.emulation.link import LinkPacer
+from net.emulation.trace import TraceError, TracePoint, load_trace, rate_at
 from predictor import LatencyPredictor
 from utils.classes import top_k
 from utils.provenance import REPO_ROOT

@@ -26,16 +26,6 @@ _SHORT_KIND = {"Conv2d": "conv", "BatchNorm2d": "bn", "ReLU": "relu", "ReLU6": "
                "InvertedResidual": "invres"}
 
 
-def unit_rows(planner) -> list[dict]:
-    """Per unit 1..N of a `predictor.Planner`: label, predicted edge and cloud ms, output bytes.
-    (The planner's labels are indexed by cut k = 0..N, where 0 is the input; its units by 1..N.
-    Output bytes are the unit's real output, also for unit N, whose output is never sent.)"""
-    units = planner.info.units
-    return [{"label": planner.labels[k], "edge_ms": planner.edge_unit_ms[k - 1],
-             "cloud_ms": planner.cloud_unit_ms[k - 1], "out_bytes": units[k - 1].out_bytes}
-            for k in range(1, len(units) + 1)]
-
-
 def short_label(k: int, label: str) -> str:
     """'Conv2d (features.0)' as unit 1 -> '1 conv'; the input (k = 0) -> 'input'."""
     if k == 0:
@@ -50,7 +40,7 @@ def plot_cut_table(document: dict, units: list[dict], path) -> Path:
     """Three panels sharing one x axis (unit k / cut after unit k): predicted edge and cloud
     latency of each unit, the size of each unit's output, and the predicted total of every cut
     (edge / transfer / cloud stacked) with the chosen cut marked. `document` is what
-    `predictor.deploy.cut_table_document` returns, `units` what `unit_rows` returns."""
+    `predictor.deploy.cut_table_document` returns, `units` what `Planner.unit_rows` returns."""
     cuts, n = document["cuts"], len(units)
     if len(cuts) != n + 1:
         raise ValueError(f"the document has {len(cuts)} cuts, expected {n + 1} for {n} units")

@@ -37,7 +37,7 @@ def git_commit() -> str:
 def provenance(**extra) -> dict:
     return {"commit": git_commit(), "cpu": cpu_model(), "torch": torch.__version__,
             "sklearn": sklearn.__version__, "python": platform.python_version(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             **extra}
 
 

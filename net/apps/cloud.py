@@ -3,6 +3,7 @@ bandwidth monitor), serve until Ctrl-C / SIGTERM."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -12,13 +13,15 @@ import threading
 import torch
 
 from models import ALL_MODEL_NAMES
-from net.cloud_server import DEFAULT_HOST, DEFAULT_PORT, CloudServer
-from net.monitor_server import MonitorServer, monitor_port_for
-from net import auth
-from net.frame_server import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS
-from net.protocol import DEFAULT_MAX_FRAME_BYTES, HEADER_TIMEOUT_S, MIN_RATE_BPS
-from utils.cli import add_connection_args, model_weights_arg, port_arg
+from net.apps.cli import add_connection_args, model_weights_arg, port_arg
+from net.cloud.monitor import MonitorServer, monitor_port_for
+from net.cloud.server import DEFAULT_HOST, DEFAULT_PORT, CloudServer
+from net.server.framework import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS
+from net.wire import auth
+from net.wire.protocol import DEFAULT_MAX_FRAME_BYTES, HEADER_TIMEOUT_S, MIN_RATE_BPS
 from utils.device import DeviceError, resolve_device
+
+READY_PREFIX = "ready "  # then a JSON object: the line a parent process waits for
 
 
 def build_parser(description: str) -> argparse.ArgumentParser:
@@ -42,6 +45,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--min-rate-kbps", type=float, default=MIN_RATE_BPS * 8 / 1e3, metavar="KBIT/S",
                    help=f"slowest accepted upload, kbit/s (default {MIN_RATE_BPS * 8 / 1e3:g}, far below 3G)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every refused request")
+    # for a parent process that starts this cloud (net.cloud.local): one JSON line once it serves
+    p.add_argument("--ready-line", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
@@ -61,7 +66,7 @@ def start_cloud(args) -> CloudServer:
     try:
         device = resolve_device(args.device)
     except DeviceError as e:
-        raise SystemExit(f"error: {e}")
+        raise SystemExit(f"error: {e}") from None
     for name, path in args.weights:
         if not path.is_file():
             raise SystemExit(f"error: weights file for {name} not found: {path}")
@@ -70,13 +75,13 @@ def start_cloud(args) -> CloudServer:
         server = CloudServer(args.ip, args.port, device=device.type, weights=dict(args.weights),
                              **server_limits(args))
     except (OSError, OverflowError) as e:
-        raise SystemExit(f"error: cannot listen on {args.ip}:{args.port}: {getattr(e, 'strerror', None) or e}")
+        raise SystemExit(f"error: cannot listen on {args.ip}:{args.port}: {getattr(e, 'strerror', None) or e}") from None
     for name in args.preload:
         try:
             server.models.get(name)
         except Exception as e:  # a weights file that does not load: one line, not a traceback
             server.server_close()
-            raise SystemExit(f"error: cannot build {name}: {type(e).__name__}: {str(e).splitlines()[0]}")
+            raise SystemExit(f"error: cannot build {name}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
     return server.start()
 
 
@@ -117,9 +122,13 @@ def main(argv=None, description: str = "", with_monitor: bool = False) -> int:
         except (OSError, OverflowError) as e:
             server.stop()
             raise SystemExit(f"error: cannot listen on {args.ip}:{monitor_port} for the monitor: "
-                             f"{getattr(e, 'strerror', None) or e}")
+                             f"{getattr(e, 'strerror', None) or e}") from None
         servers.append(monitor)
         print(f"bandwidth monitor on {monitor.address[0]}:{monitor.address[1]}", flush=True)
+    if args.ready_line:
+        ready = {"address": [host, port], "threads": torch.get_num_threads(),
+                 "monitor": list(servers[1].address) if with_monitor else None}
+        print(READY_PREFIX + json.dumps(ready), flush=True)
     serve_until_signal(servers)
     print("cloud stopped", flush=True)
     return 0

@@ -10,22 +10,26 @@ from pathlib import Path
 import torch
 
 from models import ALL_MODEL_NAMES, get_model
-from models.dag import DagModel
-from net import auth
-from net.cloud_server import DEFAULT_HOST, DEFAULT_PORT
-from net.edge_client import CloudClient, CloudRefused, CloudUnavailable
-from net.edge_runner import EdgeReport, collaborative_inference, dag_collaborative_inference
-from net.link import LinkPacer
-from net.local_cloud import LocalCloud
-from net.monitor_client import SpeedtestUnavailable, measure_bandwidth_mbps, speedtest_uplink_mbps
-from predictor import LatencyPredictor, planner_for
+from net.apps.cli import (
+    add_connection_args,
+    add_objective_args,
+    bandwidth_arg,
+    non_negative_ms,
+    objective_from_args,
+    slowdown_arg,
+)
+from net.cloud.local import LocalCloud
+from net.cloud.server import DEFAULT_HOST, DEFAULT_PORT
+from net.edge.bandwidth import SpeedtestUnavailable, measure_bandwidth_mbps, speedtest_uplink_mbps
+from net.edge.client import CloudClient, CloudRefused, CloudUnavailable
+from net.edge.runner import EdgeReport, collaborative_inference
+from net.emulation.link import LinkPacer
+from net.wire import auth
+from predictor import LatencyPredictor, Link, planner_for
 from predictor.deploy import DEFAULT_THREADS, warn_if_other_machine
 from utils.classes import imagenet_categories
-from utils.cli import add_connection_args, add_objective_args, bandwidth_arg, edge_power_from_args, non_negative_ms, slowdown_arg
 from utils.device import DeviceError, resolve_device
 from utils.image import ImageError, fixed_input, load_image
-
-
 
 SPEEDTEST = "speedtest"
 
@@ -89,7 +93,7 @@ def print_report(report: EdgeReport, categories: list[str] | None, out=None) -> 
 def main(argv=None, description: str = "") -> int:
     parser = build_parser(description)
     args = parser.parse_args(argv)
-    args.power = edge_power_from_args(args, parser)
+    args.objective = objective_from_args(args, parser)
     try:
         device = resolve_device(args.device)
         x = load_image(args.image) if args.image else fixed_input()
@@ -102,8 +106,8 @@ def main(argv=None, description: str = "") -> int:
         model = get_model(args.model, args.weights, device)
     except (RuntimeError, OSError, ValueError) as e:
         parser.exit(2, f"error: cannot load {args.weights} into {args.model}: {str(e).splitlines()[0]}\n")
-    if args.partition is not None and not 0 <= args.partition <= len(model):
-        parser.exit(2, f"error: --partition {args.partition} is outside 0..{len(model)} for {args.model}\n")
+    if args.partition is not None and not 0 <= args.partition <= model.num_units:
+        parser.exit(2, f"error: --partition {args.partition} is outside 0..{model.num_units} for {args.model}\n")
     x = x.to(device)
     if args.bandwidth == SPEEDTEST:
         try:
@@ -112,9 +116,7 @@ def main(argv=None, description: str = "") -> int:
             parser.exit(2, f"error: {e}\n")
         args.no_shaping = True  # a measured real link is used to decide, not emulated
         print(f"speedtest uplink: {args.bandwidth:.2f} Mbit/s", flush=True)
-    with torch.no_grad():  # a deployed edge keeps its model loaded: time a warm one, not a cold start
-        model(x.clone())
-    model.fingerprint  # computed once, before any clock starts
+    model.warm_up(device)  # a deployed edge keeps its model loaded: time a warm one, not a cold start
 
     if args.local_cloud:
         try:
@@ -139,7 +141,7 @@ def _run(args, model, x, host: str, port: int) -> int:
                          token=auth.token_from(args.token), weights=(model.name, model.fingerprint))
     bandwidth_mbps = args.bandwidth
     unavailable = None
-    if args.partition == len(model):  # all on the edge: no connection, no probe
+    if args.partition == model.num_units:  # all on the edge: no connection, no probe
         report = _infer(args, model, planner, x, None, bandwidth_mbps, None)
         return _print(args, model, report)
     try:
@@ -171,14 +173,10 @@ def _run(args, model, x, host: str, port: int) -> int:
 
 
 def _infer(args, model, planner, x, client, bandwidth_mbps, unavailable) -> EdgeReport:
-    if isinstance(model, DagModel):
-        edge_nodes = None if args.partition is None else model.prefix(args.partition)
-        return dag_collaborative_inference(model, planner, x, client, bandwidth_mbps, args.rtt, edge_nodes,
-                                           args.edge_slowdown, unavailable=unavailable,
-                                           objective=args.objective, power=args.power)
-    return collaborative_inference(model, planner, x, client, bandwidth_mbps, args.rtt, args.partition,
-                                   args.edge_slowdown, unavailable=unavailable,
-                                   objective=args.objective, power=args.power)
+    link = None if bandwidth_mbps is None else Link(bandwidth_mbps, args.rtt)
+    partition = None if args.partition is None else model.prefix(args.partition)
+    return collaborative_inference(model, planner, x, client, link, args.objective, partition,
+                                   args.edge_slowdown, unavailable=unavailable)
 
 
 def _print(args, model, report: EdgeReport) -> int:

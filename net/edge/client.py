@@ -1,6 +1,6 @@
 """The edge's connection to a cloud: hello, inference requests, bandwidth probes.
 
-One persistent connection carries many requests. With a pacer (net.link) every byte the edge
+One persistent connection carries many requests. With a pacer (net.emulation.link) every byte the edge
 sends is shaped to the emulated uplink, and `rtt_ms` is paid once per request.
 """
 from __future__ import annotations
@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
-from net import auth
-from net.link import LinkPacer
-from net.protocol import ProtocolError, PROTOCOL_VERSION, recv_frame, send_frame
+from net.emulation.link import LinkPacer
+from net.wire import auth
+from net.wire.protocol import PROTOCOL_VERSION, ProtocolError, recv_frame, send_frame
 
 CONNECT_TIMEOUT_S = 5.0
 # Waiting for a reply covers the cloud's compute (VGG16-BN on a slow server: seconds), not the
@@ -97,7 +97,7 @@ class CloudClient:
         except CloudRefused:
             self.close()
             raise
-        # Reads set their own deadlines (net.protocol); a send may take as long as the link needs
+        # Reads set their own deadlines (net.wire.protocol); a send may take as long as the link needs
         # (12.8 MB at 3G: 93 s), so the connect timeout must not cap it.
         sock.settimeout(None)
 
@@ -140,7 +140,7 @@ class CloudClient:
             self._sock = None
             self._channel = None
 
-    def __enter__(self) -> "CloudClient":
+    def __enter__(self) -> CloudClient:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -1,16 +1,16 @@
 """Run the monitor server and client on loopback and print the measured uplink.
 
-  python -m net.monitor_test [--bandwidth MBPS|3g|lte|wifi] [--rtt MS]
+  python -m net.apps.monitor_test [--bandwidth MBPS|3g|lte|wifi] [--rtt MS]
 
 Without --bandwidth the link is loopback itself; with it, the client shapes its uplink to that
 rate (the emulation the edge uses), and the monitor should measure about that rate.
 """
 import argparse
 
-from net.link import LinkPacer
-from net.monitor_client import measure
-from net.monitor_server import MonitorServer
-from utils.cli import bandwidth_arg, non_negative_ms
+from net.apps.cli import bandwidth_arg, non_negative_ms
+from net.cloud.monitor import MonitorServer
+from net.edge.bandwidth import measure
+from net.emulation.link import LinkPacer
 
 
 def main(argv=None) -> None:

@@ -11,23 +11,38 @@ import torch
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from models import ALL_MODEL_NAMES
-from net import auth
-from net.cloud_server import DEFAULT_HOST, DEFAULT_PORT
-from net.edge_client import CloudClient, CloudRefused, CloudUnavailable
-from net.link import LinkPacer
-from net.local_cloud import LocalCloud
-from net.monitor_server import monitor_port_for
-from net.tasks_edge import (DEFAULT_INTERVAL_S, DEFAULT_NUM_TASKS, BandwidthTracker, TaskRunner,
-                            draw_tasks, print_summary, replay_trace, summarize)
-from net.trace import TraceError, load_trace
+from net.apps.cli import (
+    add_connection_args,
+    add_objective_args,
+    bandwidth_arg,
+    model_weights_arg,
+    non_negative_ms,
+    objective_from_args,
+    port_arg,
+    slowdown_arg,
+)
+from net.cloud.local import LocalCloud
+from net.cloud.monitor import monitor_port_for
+from net.cloud.server import DEFAULT_HOST, DEFAULT_PORT
+from net.edge.client import CloudClient, CloudRefused, CloudUnavailable
+from net.edge.tasks import (
+    DEFAULT_INTERVAL_S,
+    DEFAULT_NUM_TASKS,
+    BandwidthTracker,
+    TaskRunner,
+    draw_tasks,
+    print_summary,
+    replay_trace,
+    summarize,
+)
+from net.emulation.link import LinkPacer
+from net.emulation.trace import TraceError, load_trace
+from net.wire import auth
 from predictor import LatencyPredictor
 from predictor.deploy import DEFAULT_THREADS, warn_if_other_machine
-from utils.cli import (add_connection_args, add_objective_args, bandwidth_arg, edge_power_from_args, model_weights_arg,
-                       non_negative_ms, port_arg, slowdown_arg)
 from utils.device import DeviceError, resolve_device
 from utils.image import ImageError, fixed_input, load_image
 from utils.provenance import provenance
-
 
 
 def task_list(text: str) -> list[str]:
@@ -81,7 +96,7 @@ def main(argv=None, description: str = "") -> int:
         parser.error("--interval must be > 0 s")
     if args.no_shaping and args.bandwidth is None:
         parser.error("--no-shaping goes with --bandwidth (a trace is always replayed on the emulated link)")
-    args.power = edge_power_from_args(args, parser)
+    args.objective = objective_from_args(args, parser)
     try:
         device = resolve_device(args.device)
         x = (load_image(args.image) if args.image else fixed_input()).to(device)
@@ -118,8 +133,7 @@ def _run(args, tasks, x, cloud_address, monitor_address, trace) -> int:
     rtt_ms = args.rtt
     token = auth.token_from(args.token)
     client = CloudClient(*cloud_address, pacer=pacer, rtt_ms=rtt_ms if pacer else 0.0, token=token)
-    runner = TaskRunner(client, edge, cloud, x, rtt_ms, args.edge_slowdown, dict(args.weights), args.objective,
-                        args.power)
+    runner = TaskRunner(client, edge, cloud, x, rtt_ms, args.edge_slowdown, dict(args.weights), args.objective)
     scheduler = BackgroundScheduler()
     started_wall, started = time.time(), time.monotonic()
     tracker = None

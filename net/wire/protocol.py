@@ -26,7 +26,7 @@ import socket
 import struct
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -67,7 +67,7 @@ _HEADER_LEN = struct.Struct(">I")  # H
 
 # Tensor bytes go out and come in as the machine's own memory; the wire order is little-endian.
 if sys.byteorder != "little":
-    raise ImportError("net.protocol sends tensors as raw little-endian bytes; this machine is big-endian")
+    raise ImportError("net.wire.protocol sends tensors as raw little-endian bytes; this machine is big-endian")
 
 
 class ProtocolError(Exception):
@@ -110,7 +110,7 @@ def send_frame(sock: socket.socket, header: dict, tensors: dict[str, torch.Tenso
 
     header["tensors"] is filled in from `tensors` (the caller's dict is not modified). Tensor
     data is sent straight from each tensor's memory, never joined into one bytes object. With a
-    `pacer` (net.link.LinkPacer) every chunk goes through `pacer.send`. Returns the
+    `pacer` (net.emulation.link.LinkPacer) every chunk goes through `pacer.send`. Returns the
     number of bytes written on the wire, 8 + L.
     """
     tensors = tensors or {}

@@ -7,9 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from models.dag import DagModel
-from predictor.dag_cut import DagCutSearch, DagNode, DagPartition, partition_cost
-from predictor.energy import EdgePower
+from models.split import Partition
 from predictor.features import op_spec
+from predictor.planner.base import Planner
+from predictor.planner.dag_cut import DagCutSearch, DagNode, partition_cost
+from predictor.planner.values import LATENCY, Link, Objective, Plan
 from predictor.regression import LatencyPredictor
 
 # Functional operations in the traced graphs, by the kind whose regression predicts them.
@@ -37,7 +39,20 @@ def node_spec(model: DagModel, name: str, in_shape: tuple[int, ...] | None = Non
     raise TypeError(f"no latency predictor for node {name} ({node.op} {node.target})")
 
 
-class DagPlanner:
+def node_label(model: DagModel, name: str) -> str:
+    """'Conv2d (layer1_0_conv1)' for a layer, 'add (add_3)' for a function: the kind first, as
+    the chain models' unit labels, so the plot shortens both alike."""
+    node = model.fx_node(name)
+    if node.op == "call_module":
+        kind = type(model.graph_module.get_submodule(node.target)).__name__
+    else:
+        kind = getattr(node.target, "__name__", str(node.target))
+    return f"{kind} ({name})"
+
+
+class DagPlanner(Planner):
+    """Predicted per-node latencies of a traced model; the best partition by one minimum cut."""
+
     def __init__(self, model: DagModel, edge: LatencyPredictor, cloud: LatencyPredictor,
                  edge_slowdown: float = 1.0):
         self.model = model
@@ -50,18 +65,17 @@ class DagPlanner:
         self.edges = model.edges()
         self.search = DagCutSearch(self.nodes, self.edges, model.input_name)
 
+    def unit_rows(self) -> list[dict]:
+        names = list(self.model.nodes)[1:]  # names[0] is the input
+        return [{"label": node_label(self.model, name), "edge_ms": self.nodes[name].edge_ms,
+                 "cloud_ms": self.nodes[name].cloud_ms, "out_bytes": self.nodes[name].out_bytes} for name in names]
+
     def edge_only_ms(self) -> float:
         return sum(node.edge_ms for node in self.nodes.values())
 
-    def cloud_only_ms(self, bandwidth_mbps: float, rtt_ms: float = 0.0) -> float:
-        return self.cost({self.model.input_name}, bandwidth_mbps, rtt_ms).total_ms
+    def cost(self, partition: Partition, link: Link, objective: Objective = LATENCY) -> Plan:
+        """The predicted cost of running `partition.edge_nodes` (the input among them) on the edge."""
+        return partition_cost(self.nodes, partition, link, objective, self.model.describe(partition)[0])
 
-    def cost(self, edge_nodes, bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0,
-             power: EdgePower | None = None) -> DagPartition:
-        """The predicted cost of running `edge_nodes` (the input is always among them) on the edge."""
-        edge_nodes = {*edge_nodes, self.model.input_name}
-        return partition_cost(self.nodes, self.edges, edge_nodes, bandwidth_mbps, rtt_ms, cloud_load, power)
-
-    def best_partition(self, bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0,
-                       objective: str = "latency", power: EdgePower | None = None) -> DagPartition:
-        return self.search.best(bandwidth_mbps, rtt_ms, cloud_load, objective, power)
+    def best(self, link: Link, objective: Objective = LATENCY) -> Plan:
+        return self.cost(self.model.partition(self.search.best(link, objective).edge_nodes), link, objective)

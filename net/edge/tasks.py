@@ -14,15 +14,14 @@ from pathlib import Path
 import torch
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from models import MODEL_NAMES, ChainModel, get_model
-from models.dag import DagModel
-from net.edge_client import CloudClient, CloudRefused, CloudUnavailable
-from net.edge_runner import collaborative_inference, dag_collaborative_inference
-from net.link import LinkPacer
-from net.monitor_client import measure_bandwidth_mbps
-from net.trace import TracePoint
-from predictor import DagPlanner, LatencyPredictor, Planner, planner_for
-from predictor.energy import EdgePower
+from models import MODEL_NAMES, get_model
+from models.split import SplitModel
+from net.edge.bandwidth import measure_bandwidth_mbps
+from net.edge.client import CloudClient, CloudRefused, CloudUnavailable
+from net.edge.runner import collaborative_inference
+from net.emulation.link import LinkPacer
+from net.emulation.trace import TracePoint
+from predictor import LATENCY, LatencyPredictor, Link, Objective, Planner, planner_for
 
 log = logging.getLogger("neurosurgeon.tasks")
 DEFAULT_NUM_TASKS = 40
@@ -106,35 +105,34 @@ class TaskRunner:
     rtt_ms: float = 0.0
     edge_slowdown: float = 1.0
     weights: dict[str, Path] = field(default_factory=dict)
-    objective: str = "latency"
-    power: EdgePower | None = None  # the edge's powers: energy in the rows, and the energy objective
-    _models: dict[str, tuple[ChainModel | DagModel, Planner | DagPlanner]] = field(default_factory=dict)
+    objective: Objective = LATENCY  # with the edge's powers, when known: energy in the rows
+    _models: dict[str, tuple[SplitModel, Planner]] = field(default_factory=dict)
 
-    def model(self, name: str) -> tuple[ChainModel | DagModel, Planner | DagPlanner]:
+    def model(self, name: str) -> tuple[SplitModel, Planner]:
         """Built once per name, warmed up, fingerprinted: tasks time inference, not start-up."""
         if name not in self._models:
             model = get_model(name, self.weights.get(name), self.x.device)
             planner = planner_for(model, self.edge, self.cloud, self.edge_slowdown)
-            with torch.no_grad():
-                model(self.x.clone())
-            model.fingerprint
+            model.warm_up(self.x.device)
             self._models[name] = (model, planner)
         return self._models[name]
 
     def run_task(self, task: int, name: str, bandwidth_mbps: float | None, started: float) -> dict:
         model, planner = self.model(name)
-        infer = dag_collaborative_inference if isinstance(model, DagModel) else collaborative_inference
         start_s = time.monotonic() - started
         if bandwidth_mbps is None:  # never measured: the cloud is unreachable, the edge does all
-            report = infer(model, planner, self.x, None, None, self.rtt_ms, edge_slowdown=self.edge_slowdown,
-                           unavailable="uplink never measured: cloud unreachable", power=self.power)
+            link = None
+            report = collaborative_inference(model, planner, self.x, None, None, self.objective,
+                                             edge_slowdown=self.edge_slowdown,
+                                             unavailable="uplink never measured: cloud unreachable")
         else:
-            report = infer(model, planner, self.x, self.client, bandwidth_mbps, self.rtt_ms,
-                           edge_slowdown=self.edge_slowdown, objective=self.objective, power=self.power)
+            link = Link(bandwidth_mbps, self.rtt_ms)
+            report = collaborative_inference(model, planner, self.x, self.client, link, self.objective,
+                                             edge_slowdown=self.edge_slowdown)
         p, m = report.predicted_ms, report.measured_ms
-        n = len(model)
+        n = model.num_units
         energy = report.energy_mj or {}
-        edge_only_energy = None if self.power is None else self.power.energy_mj(planner.edge_only_ms(), 0.0, 0.0)
+        edge_only_energy = self.objective.energy_mj(planner.edge_only_ms(), 0.0, 0.0)
         return {
             "task": task, "model": name, "start_s": round(start_s, 3),
             "bandwidth_mbps": None if bandwidth_mbps is None else round(bandwidth_mbps, 4),
@@ -145,7 +143,7 @@ class TaskRunner:
             "measured_cloud_ms": m.cloud, "measured_total_ms": m.total,
             "overhead_ms": report.overhead_ms, "transfer_bytes": report.transfer_bytes,
             "predicted_edge_only_ms": planner.edge_only_ms(),
-            "predicted_cloud_only_ms": planner.cloud_only_ms(bandwidth_mbps, self.rtt_ms) if bandwidth_mbps else None,
+            "predicted_cloud_only_ms": planner.cloud_only_ms(link) if link else None,
             "fallback": report.fallback, "fallback_reason": report.fallback_reason or "",
             "retries": report.retries, "cloud_load": report.cloud_load, "objective": report.objective,
             "predicted_energy_mj": energy.get("predicted"),

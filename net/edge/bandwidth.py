@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 
-from net.edge_client import CloudClient
+from net.edge.client import CloudClient
 
 SMALL_PROBE_BYTES = 8 * 1024
 MAX_PROBE_BYTES = 8 * 2**20

@@ -20,7 +20,7 @@ import secrets
 
 import torch
 
-from net.protocol import ProtocolError, recv_frame, send_frame
+from net.wire.protocol import ProtocolError, recv_frame, send_frame
 
 TOKEN_ENV = "NEUROSURGEON_TOKEN"
 NONCE_BYTES = 16

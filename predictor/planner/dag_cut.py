@@ -23,15 +23,15 @@ capacities are integers: costs are scaled so that the all-on-the-edge cost is 2^
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 from scipy.sparse import csr_array
 from scipy.sparse.csgraph import breadth_first_order, maximum_flow
 
-from predictor.energy import EdgePower
-from predictor.partition import check_link, objective_weights, transfer_ms
+from models.split import Partition
+from predictor.planner.values import LATENCY, Link, Objective, Plan, plan_for, send_ms
 
 
 @dataclass(frozen=True)
@@ -42,35 +42,22 @@ class DagNode:
     out_bytes: int  # bytes of this node's output tensor on the wire
 
 
-@dataclass(frozen=True)
-class DagPartition:
-    edge_nodes: frozenset[str]
-    crossing: tuple[str, ...]  # nodes whose outputs are sent to the cloud
-    transfer_bytes: int
-    edge_ms: float
-    transfer_ms: float  # includes the RTT when something is sent
-    cloud_ms: float     # scaled by the cloud's load
-    energy_mj: float | None = None  # the edge's modelled energy, when a power table was given
-
-    @property
-    def total_ms(self) -> float:
-        return self.edge_ms + self.transfer_ms + self.cloud_ms
-
-
-def partition_cost(nodes: dict[str, DagNode], edges: Iterable[tuple[str, str]], edge_nodes: Iterable[str],
-                   bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0,
-                   power: EdgePower | None = None) -> DagPartition:
-    """The cost of running `edge_nodes` on the edge and the rest on the cloud (any partition,
-    valid or not: `is_valid` says which)."""
+def graph_partition(nodes: dict[str, DagNode], edges: Iterable[tuple[str, str]], edge_nodes: Iterable[str]) -> Partition:
+    """The partition of a plain graph (nodes, edges) that runs `edge_nodes` on the edge; the
+    crossing tensors sorted by name (a model's own partitions list them in traced order)."""
     on_edge = frozenset(edge_nodes)
-    crossing = sorted({u for u, v in edges if u in on_edge and v not in on_edge})
-    nbytes = sum(nodes[u].out_bytes for u in crossing)
-    send_ms = transfer_ms(nbytes, bandwidth_mbps) if crossing else 0.0
-    wait_rtt_ms = rtt_ms if crossing else 0.0
-    edge_ms = sum(nodes[n].edge_ms for n in on_edge)
-    cloud_ms = cloud_load * sum(node.cloud_ms for name, node in nodes.items() if name not in on_edge)
-    energy = None if power is None else power.energy_mj(edge_ms, send_ms, wait_rtt_ms + cloud_ms)
-    return DagPartition(on_edge, tuple(crossing), nbytes, edge_ms, send_ms + wait_rtt_ms, cloud_ms, energy)
+    crossing = tuple(sorted({u for u, v in edges if u in on_edge and v not in on_edge}))
+    return Partition(len(on_edge) - 1, len(nodes) - 1, on_edge, crossing)
+
+
+def partition_cost(nodes: dict[str, DagNode], partition: Partition, link: Link,
+                   objective: Objective = LATENCY, label: str = "") -> Plan:
+    """The cost of running `partition.edge_nodes` on the edge and the rest on the cloud (any
+    partition, valid or not: `is_valid` says which)."""
+    nbytes = sum(nodes[u].out_bytes for u in partition.crossing)
+    edge_ms = sum(nodes[n].edge_ms for n in partition.edge_nodes)
+    cloud_ms = sum(node.cloud_ms for name, node in nodes.items() if name not in partition.edge_nodes)
+    return plan_for(partition, label, edge_ms, nbytes, cloud_ms, link, objective)
 
 
 def is_valid(edges: Iterable[tuple[str, str]], edge_nodes: Iterable[str], source: str) -> bool:
@@ -79,7 +66,7 @@ def is_valid(edges: Iterable[tuple[str, str]], edge_nodes: Iterable[str], source
     return source in on_edge and not any(u not in on_edge and v in on_edge for u, v in edges)
 
 
-def _objective_cost(p: DagPartition, rtt_ms: float, weights: tuple[float, float, float]) -> float:
+def _objective_cost(p: Plan, rtt_ms: float, weights: tuple[float, float, float]) -> float:
     w_edge, w_send, w_wait = weights
     rtt = rtt_ms if p.crossing else 0.0
     return w_edge * p.edge_ms + w_send * (p.transfer_ms - rtt) + w_wait * (rtt + p.cloud_ms)
@@ -131,15 +118,17 @@ class DagCutSearch:
         """Each arc's capacity (inf for the infinite ones) at this link, load and objective."""
         w_edge, w_send, w_wait = weights
         cost = (w_edge * self.arc_edge_ms + w_wait * cloud_load * self.arc_cloud_ms
-                + w_send * self.arc_bytes * transfer_ms(1, bandwidth_mbps))
+                + w_send * self.arc_bytes * send_ms(1, bandwidth_mbps))
         return np.where(self.infinite, np.inf, cost)
 
-    def best(self, bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0,
-             objective: str = "latency", power: EdgePower | None = None) -> DagPartition:
+    def partition_cost(self, edge_nodes: Iterable[str], link: Link, objective: Objective = LATENCY) -> Plan:
+        return partition_cost(self.nodes, graph_partition(self.nodes, self.edges, edge_nodes), link, objective)
+
+    def best(self, link: Link, objective: Objective = LATENCY) -> Plan:
         """The valid partition of least predicted latency (or modelled energy)."""
-        check_link(bandwidth_mbps, rtt_ms, cloud_load)
-        weights = w_edge, w_send, w_wait = objective_weights(objective, power)
-        all_edge = partition_cost(self.nodes, self.edges, self.nodes, bandwidth_mbps, rtt_ms, cloud_load, power)
+        bandwidth_mbps, rtt_ms, cloud_load = link.bandwidth_mbps, link.rtt_ms, link.cloud_load
+        weights = w_edge, w_send, w_wait = objective.weights()
+        all_edge = self.partition_cost(self.nodes, link, objective)
         bound = w_edge * self.all_edge_ms  # the all-on-the-edge cut: no min cut costs more
         if bound <= 0:
             return all_edge
@@ -160,7 +149,7 @@ class DagCutSearch:
         reached = breadth_first_order(residual, 0, directed=True, return_predecessors=False)
         names = self.names
         edge_side = {names[v - 2] for v in reached.tolist() if 2 <= v < 2 + len(names)}
-        best = partition_cost(self.nodes, self.edges, edge_side, bandwidth_mbps, rtt_ms, cloud_load, power)
+        best = self.partition_cost(edge_side, link, objective)
         if not is_valid(self.edges, best.edge_nodes, self.source):
             raise RuntimeError(f"the minimum cut gave an invalid partition of {sorted(best.edge_nodes)}")
         cut_cost = _objective_cost(best, rtt_ms, weights) - (w_wait * rtt_ms if best.crossing else 0.0)
@@ -172,8 +161,7 @@ class DagCutSearch:
 
 
 def min_cut_partition(nodes: dict[str, DagNode], edges: Iterable[tuple[str, str]], source: str,
-                      bandwidth_mbps: float, rtt_ms: float = 0.0, cloud_load: float = 1.0,
-                      objective: str = "latency", power: EdgePower | None = None) -> DagPartition:
+                      link: Link, objective: Objective = LATENCY) -> Plan:
     """The cheapest valid partition, by one minimum s-t cut (builds the graph; a DagCutSearch
     kept by the caller builds it once)."""
-    return DagCutSearch(nodes, edges, source).best(bandwidth_mbps, rtt_ms, cloud_load, objective, power)
+    return DagCutSearch(nodes, edges, source).best(link, objective)

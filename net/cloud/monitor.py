@@ -5,9 +5,10 @@ this server is for the multi-task mode and for tools.
 """
 from __future__ import annotations
 
-from net.cloud_server import DEFAULT_HOST, DEFAULT_PORT
-from net.frame_server import FrameServer, serve_probes
-from net.protocol import PROTOCOL_VERSION
+from net.cloud.server import DEFAULT_HOST, DEFAULT_PORT
+from net.server.framework import FrameServer, serve_probes
+from net.wire.protocol import PROTOCOL_VERSION
+
 
 def monitor_port_for(port: int) -> int:
     """The monitor's port beside a cloud on `port`: the next one (0 stays 0: any free port)."""

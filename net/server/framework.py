@@ -13,14 +13,22 @@ import socket
 import socketserver
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
-from net import auth
-from net.load import LoadMeter
-from net.protocol import (DEFAULT_MAX_FRAME_BYTES, HEADER_TIMEOUT_S, MIN_RATE_BPS, ConnectionClosed,
-                          ProtocolError, ReceiveBuffer, recv_frame, send_frame)
+from net.server.load import LoadMeter
+from net.wire import auth
+from net.wire.protocol import (
+    DEFAULT_MAX_FRAME_BYTES,
+    HEADER_TIMEOUT_S,
+    MIN_RATE_BPS,
+    ConnectionClosed,
+    ProtocolError,
+    ReceiveBuffer,
+    recv_frame,
+    send_frame,
+)
 
 log = logging.getLogger("neurosurgeon.server")
 
@@ -39,7 +47,7 @@ class RequestError(ProtocolError):
 
 
 class _ConnectionHandler(socketserver.BaseRequestHandler):
-    server: "FrameServer"
+    server: FrameServer
 
     def handle(self) -> None:
         sock: socket.socket = self.request
@@ -182,7 +190,8 @@ class FrameServer(socketserver.ThreadingTCPServer):
 
     def serve_connection(self, sock: socket.socket) -> None:
         try:
-            peer = "%s:%s" % sock.getpeername()[:2]
+            host, port = sock.getpeername()[:2]
+            peer = f"{host}:{port}"
         except OSError:  # reset before we looked (a balancer's health check does that)
             return
         channel = None
@@ -236,7 +245,7 @@ class FrameServer(socketserver.ThreadingTCPServer):
             if self._stopping:
                 return
 
-    def start(self) -> "FrameServer":
+    def start(self) -> FrameServer:
         """Serve in a background thread; returns self (for `with Server(...).start() as s:`)."""
         self._thread = threading.Thread(target=self.serve_forever, name=self.role, daemon=True)
         self._thread.start()

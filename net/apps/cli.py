@@ -5,8 +5,9 @@ import argparse
 from pathlib import Path
 
 from models import ALL_MODEL_NAMES
-from net.link import NETWORK_PRESETS_MBPS, parse_bandwidth
+from net.emulation.link import NETWORK_PRESETS_MBPS, parse_bandwidth
 from predictor.energy import OBJECTIVES, EdgePower, PowerProfile, PowerProfileError
+from predictor.planner import Objective
 from utils.device import DEVICES
 
 
@@ -33,6 +34,11 @@ def add_objective_args(p: argparse.ArgumentParser) -> None:
                    "energy model (default: the --bandwidth preset's name)")
     p.add_argument("--power-profile", type=Path, metavar="FILE.json", help="your device's power "
                    "figures, laid over predictor/power/default.json (same layout)")
+
+
+def objective_from_args(args: argparse.Namespace, p: argparse.ArgumentParser) -> Objective:
+    """--objective with the edge's powers (when its network is known): built once, checked once."""
+    return Objective(args.objective, edge_power_from_args(args, p))
 
 
 def edge_power_from_args(args: argparse.Namespace, p: argparse.ArgumentParser) -> EdgePower | None:

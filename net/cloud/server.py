@@ -18,35 +18,15 @@ from pathlib import Path
 
 import torch
 
-from models import ALL_MODEL_NAMES, ChainModel, get_model
-from models.dag import DagModel
-from net.frame_server import FrameServer, Reply, RequestError, serve_probes
-from net.load import LoadMeter
-from net.protocol import DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION
-from predictor.ops import ModelInfo, analyze
+from models import ALL_MODEL_NAMES, get_model
+from models.split import PartitionError, SplitModel
+from net.server.framework import FrameServer, Reply, RequestError, serve_probes
+from net.server.load import LoadMeter
+from net.wire.protocol import DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION
 from utils.classes import top_k
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9999
-
-
-def _validate_dag_request(model: DagModel, entries: list[dict]) -> None:
-    """The tensors of a DAG request: node outputs of the right shapes that cut the input off."""
-    if not entries:
-        raise RequestError("bad_tensor", f"a {model.name} request sends at least one node's output")
-    for e in entries:
-        node = model.nodes.get(e["name"])
-        if node is None or e["dtype"] != "float32" or e["shape"] != list(node.out_shape):
-            expected = f"float32 {list(node.out_shape)}" if node else "a node of the model"
-            raise RequestError("bad_tensor", f"{model.name}: tensor {e['name']!r:.60} ({e['dtype']} "
-                                             f"{e['shape']!r:.60}) is not {expected}")
-    names = {e["name"] for e in entries}
-    if model.output_name in names:
-        raise RequestError("bad_cut", f"{model.name}: the edge computed the output; nothing to run")
-    try:
-        model.needed_nodes(names)
-    except ValueError as e:
-        raise RequestError("bad_cut", f"{model.name}: {e}") from None
 
 
 class ModelCache:
@@ -56,12 +36,12 @@ class ModelCache:
     def __init__(self, device: torch.device, weights: dict[str, Path] | None = None):
         self.device = device
         self.weights = weights or {}
-        self._models: dict[str, tuple[ChainModel | DagModel, ModelInfo | None]] = {}
+        self._models: dict[str, SplitModel] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()  # guards _locks only, held for a dict lookup
 
-    def get(self, name: str) -> tuple[ChainModel | DagModel, ModelInfo | None]:
-        """A chain model with its shapes, or a DAG model (which carries its own) and None."""
+    def get(self, name: str) -> SplitModel:
+        """The model `name`, built, warmed up and fingerprinted."""
         built = self._models.get(name)
         if built is not None:
             return built
@@ -72,16 +52,11 @@ class ModelCache:
                 self._models[name] = self._build(name)
             return self._models[name]
 
-    def _build(self, name: str) -> tuple[ChainModel | DagModel, ModelInfo | None]:
+    def _build(self, name: str) -> SplitModel:
         model = get_model(name, self.weights.get(name), self.device)
-        if isinstance(model, DagModel):
-            info = None
-            with torch.no_grad():  # warm-up pass: the first forward is the slowest
-                model(torch.zeros(model.input_shape, device=self.device))
-        else:
-            info = analyze(model)  # also the warm-up pass
-        model.fingerprint  # hashing VGG16-BN's weights takes ~0.5 s: once, here
-        return model, info
+        model.warm_up(self.device)
+        model.expected_tensors(model.prefix(0))  # any shapes a request is checked against, once
+        return model
 
 
 class CloudServer(FrameServer):
@@ -114,44 +89,32 @@ class CloudServer(FrameServer):
         if name not in ALL_MODEL_NAMES:
             raise RequestError("unknown_model", f"unknown model {name!r:.40}; this cloud serves: "
                                                 f"{', '.join(ALL_MODEL_NAMES)}")
-        model, info = self.models.get(name)
+        model = self.models.get(name)
         if fingerprint != model.fingerprint:
             raise RequestError("weights_mismatch", f"edge holds {name} weights {fingerprint!r:.40}, cloud "
                                                    f"holds {model.fingerprint}: load the same weights on both")
-        return model, info
+        return model
 
     def _stats(self, header: dict, tensors) -> Reply:
         return {"type": "stats", "served": self.served, "pid": os.getpid()}, None
 
     # -- infer ---------------------------------------------------------------------------------
     def _validate_infer(self, header: dict) -> None:
-        """Model, weights, cut, and the tensor's dtype and shape, before its bytes are read."""
-        model, info = self._check_weights(header.get("model"), header.get("fingerprint"))
-        if info is None:
-            return _validate_dag_request(model, header["tensors"])
-        cut, n = header.get("cut"), len(info.units)
-        if type(cut) is not int or not 0 <= cut < n:
-            raise RequestError("bad_cut", f"cut {cut!r:.20} is outside 0..{n - 1} for {info.name} "
-                                          f"(at cut {n} the edge runs everything and sends nothing)")
-        expected_shape = list(info.input_shape if cut == 0 else info.units[cut - 1].out_shape)
-        entries = header["tensors"]
-        if (len(entries) != 1 or entries[0]["name"] != "x" or entries[0]["dtype"] != "float32"
-                or entries[0]["shape"] != expected_shape):
-            got = [(e["name"], e["dtype"], e["shape"]) for e in entries][:4]
-            raise RequestError("bad_tensor", f"{info.name} at cut {cut} takes one float32 tensor 'x' "
-                                             f"of shape {expected_shape}, got {got!r:.200}")
+        """Model, weights, partition, and the tensors' dtypes and shapes, before their bytes are read."""
+        model = self._check_weights(header.get("model"), header.get("fingerprint"))
+        try:
+            model.check_request(header.get("cut"), header["tensors"])
+        except PartitionError as e:
+            raise RequestError(e.code, str(e)) from None
 
     def _infer(self, header: dict, tensors: dict[str, torch.Tensor]) -> Reply:
-        model, info = self.models.get(header["model"])
+        model = self.models.get(header["model"])
+        partition = model.check_request(header.get("cut"), header["tensors"])
         tensors = {name: t.to(self.models.device) for name, t in tensors.items()}
-        with torch.no_grad():
-            t0 = time.perf_counter()
-            if info is None:  # a DAG: run every node the output still needs
-                logits = model.run_cloud(tensors)
-            else:
-                logits = model[header["cut"]:](tensors["x"])
-            cloud_ms = (time.perf_counter() - t0) * 1e3
-        self.load.record((header["model"], header.get("cut"), *sorted(tensors)), cloud_ms)
+        t0 = time.perf_counter()
+        logits = model.run_cloud(tensors, partition)
+        cloud_ms = (time.perf_counter() - t0) * 1e3
+        self.load.record((model.name, partition.cut_point, *partition.crossing), cloud_ms)
         with self._served_lock:
             self.served += 1
         reply = {"type": "result", "top5": top_k(logits), "cloud_ms": cloud_ms}

@@ -1,5 +1,6 @@
 """Link emulation for experiments on one machine: the paper's network presets and a pacer that
-shapes the edge's uplink in the sender, so measured transfer times match the network being studied. Pass `pacer=None` to send_frame for an unshaped (real) link.
+shapes the edge's uplink in the sender, so measured transfer times match the network being studied.
+Pass `pacer=None` to send_frame for an unshaped (real) link.
 """
 from __future__ import annotations
 

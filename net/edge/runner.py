@@ -1,0 +1,150 @@
+"""One collaborative inference, edge side: pick the cut, run units 1..k, let the cloud finish.
+
+Measured times mean the same everywhere: edge = units 1..k here (with the emulated slowdown);
+cloud = units k+1..N as the cloud reports it; transfer = wall time from the first byte sent to
+the last byte of the reply, minus the cloud's compute; total = wall time from the input tensor
+being ready to the answer; overhead = total minus the three parts.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from models.split import Partition, SplitModel
+from net.edge.client import CloudClient, CloudUnavailable, InferReply
+from net.emulation.slowdown import emulate_slowdown, slowdown_clock
+from predictor.planner import LATENCY, Link, Objective, Planner
+from utils.classes import top_k
+
+CLOUD_RETRIES = 1
+
+
+@dataclass
+class Times:
+    edge: float = 0.0
+    transfer: float = 0.0
+    cloud: float = 0.0
+    total: float = 0.0
+
+
+@dataclass
+class EdgeReport:
+    model: str
+    cut_point: int
+    num_units: int
+    cut_layer: str
+    bandwidth_mbps: float | None  # None: the cloud was unreachable before it could be measured
+    rtt_ms: float
+    cloud_load: float  # the cloud's load factor the decision used (1 = unloaded)
+    transfer_bytes: int
+    predicted_ms: Times
+    measured_ms: Times
+    top5: list[list]
+    fallback: bool = False
+    fallback_reason: str | None = None
+    retries: int = 0  # requests sent again on a new connection before the cloud answered
+    crossing: list[str] | None = None  # DAG models: the nodes whose outputs were sent
+    overhead_ms: float = 0.0
+    objective: str = "latency"  # what the cut was chosen for
+    # The edge's modelled energy (mJ), when its network's powers are known: "predicted" from the
+    # predicted times, "from_measured_times" from the measured ones (the powers stay modelled).
+    energy_mj: dict | None = None
+    logits: torch.Tensor | None = field(default=None, repr=False)
+
+    def to_json_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("logits")
+        if d["crossing"] is None:  # chain models: the cut point says it all
+            d.pop("crossing")
+        if d["energy_mj"] is not None:
+            d["energy_mj"] = {k: round(v, 4) for k, v in d["energy_mj"].items()}
+        for key in ("predicted_ms", "measured_ms"):
+            d[key] = {k: round(v, 4) for k, v in d[key].items()}
+        d["overhead_ms"] = round(d["overhead_ms"], 4)
+        return d
+
+
+def ask_cloud(client: CloudClient, model: str, fingerprint: str, tensors: dict[str, torch.Tensor],
+              cut: int | None = None, want_logits: bool = False) -> tuple[InferReply | None, str | None, int]:
+    """(reply, None, retries) from the cloud, or (None, why not, retries) when it is unavailable.
+    A failed request is sent once more on a new connection before the edge gives up: behind a
+    load balancer the new connection reaches a live backend (requests are idempotent)."""
+    reason = None
+    for attempt in range(1 + CLOUD_RETRIES):
+        try:
+            return client.infer_tensors(model, fingerprint, tensors, want_logits, cut=cut), None, attempt
+        except CloudUnavailable as e:
+            reason = str(e)
+    return None, reason, CLOUD_RETRIES
+
+
+def collaborative_inference(model: SplitModel, planner: Planner, x: torch.Tensor, client: CloudClient | None,
+                            link: Link | None, objective: Objective = LATENCY, partition: Partition | None = None,
+                            edge_slowdown: float = 1.0, want_logits: bool = False,
+                            unavailable: str | None = None) -> EdgeReport:
+    """Infer `x` split between this device and the cloud behind `client`, for any model.
+
+    The partition is `partition` if given, else the planner's best for `objective` on `link`
+    (with the cloud's load from its last reply). When the cloud is unavailable (`client` is None,
+    `unavailable` says why; `link` may then be None) the edge runs everything; when it fails
+    mid-request the edge finishes the rest itself. Either way the report says `fallback` with the
+    reason. The planner must carry the same slowdown.
+    """
+    bandwidth_mbps = None if link is None else link.bandwidth_mbps  # None: never measured
+    if client is None:
+        partition = model.prefix(model.num_units)
+        link = link or Link(1.0)  # everything on the edge: the link does not enter the cost
+    else:
+        assert link is not None, "a request to the cloud needs the link it crosses"
+        link = link.with_cloud_load(client.cloud_load)
+        if partition is None:
+            partition = planner.best(link, objective).partition
+    predicted = planner.cost(partition, link, objective)
+    measured = Times()
+    fallback_reason = unavailable if client is None else None
+    transfer_bytes = retries = 0
+
+    t_ready = time.perf_counter()
+    started = slowdown_clock()
+    sent = model.run_edge(x, partition)
+    emulate_slowdown(started, edge_slowdown)
+    measured.edge = (time.perf_counter() - t_ready) * 1e3
+    logits, top5 = sent.get(model.output_key), None
+    if not partition.all_edge:
+        assert client is not None
+        reply, fallback_reason, retries = ask_cloud(client, model.name, model.fingerprint, sent,
+                                                    partition.wire_cut, want_logits)
+        if reply is not None:
+            logits, top5, transfer_bytes = reply.logits, reply.top5, reply.transfer_bytes
+            measured.transfer, measured.cloud = reply.transfer_ms, reply.cloud_ms
+        else:  # finish here what the cloud would have run
+            t0, started = time.perf_counter(), slowdown_clock()
+            logits = model.run_cloud(sent, partition)
+            emulate_slowdown(started, edge_slowdown)
+            measured.edge += (time.perf_counter() - t0) * 1e3
+    measured.total = (time.perf_counter() - t_ready) * 1e3
+    cut_layer, crossing = model.describe(partition)
+    return EdgeReport(
+        model=model.name, cut_point=partition.cut_point, num_units=model.num_units, cut_layer=cut_layer,
+        bandwidth_mbps=bandwidth_mbps,
+        rtt_ms=link.rtt_ms, cloud_load=link.cloud_load, transfer_bytes=transfer_bytes,
+        predicted_ms=Times(predicted.edge_ms, predicted.transfer_ms, predicted.cloud_ms, predicted.total_ms),
+        measured_ms=measured, top5=top5 or top_k(logits), fallback=fallback_reason is not None,
+        fallback_reason=fallback_reason, retries=retries, crossing=crossing,
+        overhead_ms=measured.total - measured.edge - measured.transfer - measured.cloud,
+        objective=objective.name, energy_mj=_energy(objective, predicted.energy_mj, measured, link.rtt_ms),
+        logits=logits if want_logits else None)
+
+
+def _energy(objective: Objective, predicted_mj: float | None, measured: Times, rtt_ms: float) -> dict | None:
+    """Predicted energy, and the same power model applied to the measured times, charged as the
+    prediction charges them: the transfer less one RTT at the radio's sending power; the RTT,
+    the cloud's part and any overhead at the waiting power."""
+    if objective.power is None:
+        return None
+    sending_ms = max(0.0, measured.transfer - rtt_ms) if measured.transfer else 0.0
+    waiting_ms = measured.total - measured.edge - sending_ms
+    return {"predicted": predicted_mj,
+            "from_measured_times": objective.power.energy_mj(measured.edge, sending_ms, waiting_ms)}

@@ -1,0 +1,42 @@
+"""The planner interface: the predicted cost of any partition of a model, and the best one, on
+a link and for an objective. The chain scan (planner/chain.py) and the DAG minimum cut
+(planner/dag.py) stand behind it; callers never need to know which."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from models.split import Partition, SplitModel
+from predictor.planner.values import LATENCY, Link, Objective, Plan
+
+
+class Planner(ABC):
+    model: SplitModel
+
+    @property
+    def num_units(self) -> int:
+        return self.model.num_units
+
+    @abstractmethod
+    def cost(self, partition: Partition, link: Link, objective: Objective = LATENCY) -> Plan:
+        """The predicted cost of `partition` (a chain: its cut point; a DAG: its edge nodes)."""
+
+    @abstractmethod
+    def best(self, link: Link, objective: Objective = LATENCY) -> Plan:
+        """The partition of least cost for `objective`; ties go to less work on the edge."""
+
+    @abstractmethod
+    def edge_only_ms(self) -> float:
+        """Predicted latency with everything on the edge."""
+
+    @abstractmethod
+    def unit_rows(self) -> list[dict]:
+        """Per unit 1..N in execution order: label, predicted edge and cloud ms, output bytes
+        (the unit's real output, also for unit N, whose output is never sent)."""
+
+    def prefix_cost(self, k: int, link: Link, objective: Objective = LATENCY) -> Plan:
+        """The cost of running the first k units in execution order on the edge."""
+        return self.cost(self.model.prefix(k), link, objective)
+
+    def cloud_only_ms(self, link: Link) -> float:
+        """Predicted latency with everything on the cloud (the input sent as it is)."""
+        return self.prefix_cost(0, link).total_ms
