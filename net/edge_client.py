@@ -29,6 +29,8 @@ UNKNOWN_RATE_MBPS = NETWORK_PRESETS_MBPS["3g"]
 # per class. Anything declaring more is refused from its header, before its body is read.
 REPLY_HEADER_BYTES = 64 * 1024
 MAX_CLASSES = 2**16  # the bound on a model's classes where the client was not told its count
+# An upload expected to take longer than this is announced (through `notify`) before it starts.
+SLOW_UPLOAD_NOTE_S = 2.0
 
 
 # Error codes that mean "this request is wrong", not "the cloud is unavailable": falling back to
@@ -163,6 +165,7 @@ class CloudClient:
         self.token, self.weights = token, weights
         self.timeout_s, self.expected_mbps = timeout_s, expected_mbps
         self.num_classes = dict(num_classes or {})
+        self.notify = None  # notify(text): told before an upload expected to take a while
         self.cloud_load = 1.0  # the load factor of the cloud's latest reply (net/load.py)...
         self.cloud_load_at = 0.0  # ...and when it came (time.monotonic())
         self._channel: auth.SecureChannel | None = None
@@ -171,11 +174,13 @@ class CloudClient:
         self.connect_timeout_s = connect_timeout_s
         self._sock: socket.socket | None = None
 
+    def _upload_rate_mbps(self) -> float:
+        return self.pacer.rate_mbps if self.pacer is not None else (self.expected_mbps or UNKNOWN_RATE_MBPS)
+
     def _deadline(self, upload_bytes: int = 0) -> float:
         """When a request sending `upload_bytes` must have its reply: timeout_s after the
         expected upload time (x UPLOAD_TIME_MARGIN)."""
-        rate = self.pacer.rate_mbps if self.pacer is not None else (self.expected_mbps or UNKNOWN_RATE_MBPS)
-        upload_s = upload_bytes * 8 / (rate * 1e6) * UPLOAD_TIME_MARGIN
+        upload_s = upload_bytes * 8 / (self._upload_rate_mbps() * 1e6) * UPLOAD_TIME_MARGIN
         return time.monotonic() + self.timeout_s + upload_s
 
     @property
@@ -259,6 +264,10 @@ class CloudClient:
         receive = self._channel.recv if self._channel else (lambda s, **kw: recv_frame(s, **kw))
         upload = sum(t.numel() * t.element_size() for t in (tensors or {}).values())
         deadline = self._deadline(upload)
+        expected_s = upload * 8 / (self._upload_rate_mbps() * 1e6)
+        if self.notify is not None and expected_s > SLOW_UPLOAD_NOTE_S and header.get("type") != "probe":
+            self.notify(f"sending {upload:,} bytes to the cloud at {self.where} at {self._upload_rate_mbps():g} "
+                        f"Mbit/s: about {expected_s:.0f} s (then up to {self.timeout_s:g} s for the answer)")
         max_bytes, validate = limits
         try:
             t0 = time.perf_counter()

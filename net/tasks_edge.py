@@ -16,7 +16,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from models import MODEL_NAMES, ChainModel, get_model
 from models.dag import DagModel
-from net.edge_client import CloudClient, CloudRefused, CloudUnavailable
+from net.edge_client import DEFAULT_TIMEOUT_S, CloudClient, CloudRefused, CloudUnavailable
 from net.edge_runner import collaborative_inference, dag_collaborative_inference
 from net.link import LinkPacer
 from net.monitor_client import measure_bandwidth_mbps
@@ -44,8 +44,10 @@ class BandwidthTracker:
     """
 
     def __init__(self, scheduler: BackgroundScheduler, addresses: list[tuple[str, int]],
-                 pacer: LinkPacer | None, rtt_ms: float, interval_s: float, token: bytes | None = None):
+                 pacer: LinkPacer | None, rtt_ms: float, interval_s: float, token: bytes | None = None,
+                 timeout_s: float = DEFAULT_TIMEOUT_S):
         self.addresses, self.pacer, self.rtt_ms, self.token = addresses, pacer, rtt_ms, token
+        self.timeout_s = timeout_s
         self.latest_mbps: float | None = None
         self.refused: str | None = None  # why the cloud refused our probes (token, version)
         self.measurements: list[tuple[float, float]] = []  # (time, Mbit/s)
@@ -57,8 +59,8 @@ class BandwidthTracker:
         if self._client is not None:
             candidates = [self._client]
         else:
-            candidates = [CloudClient(h, p, pacer=self.pacer, rtt_ms=self.rtt_ms, token=self.token)
-                          for h, p in self.addresses]
+            candidates = [CloudClient(h, p, pacer=self.pacer, rtt_ms=self.rtt_ms, token=self.token,
+                                      timeout_s=self.timeout_s) for h, p in self.addresses]
         for client in candidates:
             try:
                 self.latest_mbps = measure_bandwidth_mbps(client)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 from predictor.dag_plan import DagPlanner
@@ -38,10 +37,10 @@ def profile_and_fit(role: str, threads: int | None = None, quick: bool = False,
 
 def warn_if_other_machine(predictor: LatencyPredictor) -> None:
     made_on = predictor.meta.get("cpu")
-    if made_on and made_on != cpu_model():
-        warnings.warn(f"the {predictor.role} predictors were profiled on {made_on!r}, this is "
-                      f"{cpu_model()!r}: run `python deployment.py --role {predictor.role}` "
-                      "to profile this machine", stacklevel=2)
+    if made_on and made_on != cpu_model():  # one line on stderr, not a Python warning with its source line
+        print(f"warning: the {predictor.role} predictors were profiled on {made_on!r}, this is "
+              f"{cpu_model()!r}: run `python deployment.py --role {predictor.role}` to profile "
+              "this machine", file=sys.stderr, flush=True)
 
 
 def cut_table_document(planner: Planner, bandwidth_mbps: float, rtt_ms: float, objective: str = "latency",
