@@ -25,7 +25,7 @@ from net.local_cloud import LocalCloud
 from models import MODEL_NAMES
 from utils.provenance import REPO_ROOT, provenance, write_csv_with_provenance
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+from benchmarks import RESULTS_DIR  # fresh results: runs/benchmarks/ (benchmarks/__init__.py)
 HEALTHY_AFTER_S = 1.5  # the config's health checks: rise 2 x inter 500 ms
 
 

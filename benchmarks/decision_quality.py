@@ -59,7 +59,7 @@ from utils.cli import bandwidth_arg, slowdown_arg
 from utils.image import fixed_input
 from utils.provenance import provenance, write_csv_with_provenance
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+from benchmarks import RESULTS_DIR  # fresh results: runs/benchmarks/ (benchmarks/__init__.py)
 HOST = "127.0.0.1"
 DEFAULT_BANDWIDTHS = ["3g", "lte", "wifi", "1", "10", "100", "1000"]
 EDGE_CORE, CLOUD_CORE = 0, 1

@@ -31,7 +31,7 @@ from predictor.dag_cut import DagCutSearch
 from predictor.dag_plan import DagPlanner
 from utils.provenance import provenance, write_csv_with_provenance
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+from benchmarks import RESULTS_DIR  # fresh results: runs/benchmarks/ (benchmarks/__init__.py)
 BANDWIDTH_MBPS = 5.85  # LTE; the decision's cost does not depend on the figure
 
 

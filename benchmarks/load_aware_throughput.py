@@ -101,7 +101,7 @@ from predictor import LatencyPredictor, Planner
 from utils.cli import bandwidth_arg, slowdown_arg
 from utils.provenance import provenance, write_csv_with_provenance
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+from benchmarks import RESULTS_DIR  # fresh results: runs/benchmarks/ (benchmarks/__init__.py)
 HOST = "127.0.0.1"
 NUM_INPUTS = 8
 SEED = 0

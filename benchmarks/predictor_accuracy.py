@@ -21,7 +21,7 @@ from predictor.features import FEATURES
 from predictor.regression import DATASET_DIR, accuracy, read_dataset
 from utils.provenance import provenance, write_csv_with_provenance
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+from benchmarks import RESULTS_DIR  # fresh results: runs/benchmarks/ (benchmarks/__init__.py)
 
 REGRESSORS = {
     "linear_weighted (ours)": lambda: (LinearRegression(positive=True), True),

@@ -140,7 +140,7 @@ def test_another_cpu_is_one_clean_line(monkeypatch, capsys):
         warnings.simplefilter("error")  # no Python warning (with its source line) is raised
         deploy.warn_if_other_machine(LatencyPredictor.load("edge"))
     err = capsys.readouterr().err
-    assert err.startswith("warning: the edge predictors were profiled on") and err.count("\n") == 1
+    assert err.startswith("warning: the shipped edge predictors were profiled on") and err.count("\n") == 1
 
 
 def test_a_slow_upload_is_announced_before_it_starts(cloud_server, chain_models):
@@ -162,3 +162,56 @@ def test_a_slow_upload_is_announced_before_it_starts(cloud_server, chain_models)
         with pytest.raises(Announced):
             client.infer("le_net", model.fingerprint, 0, torch.zeros(1, 3, 224, 224))
     assert re.match(r"sending 602,112 bytes to the cloud at .* at 0.01 Mbit/s: about 482 s", said[0])
+
+
+# --- shipped files stay shipped; CSVs stay plain ------------------------------------------------
+
+SHIPPED_CSVS = sorted((REPO_ROOT / "benchmarks" / "results").glob("*.csv")) + \
+    sorted((REPO_ROOT / "predictor" / "dataset").glob("*/*.csv"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_CSVS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_csvs_are_plain_with_provenance_beside_them(path):
+    import csv
+    import json
+    from utils.provenance import provenance_path
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        assert not any(name.startswith("#") for name in reader.fieldnames), reader.fieldnames
+        assert sum(1 for _ in reader) > 0
+    assert "commit" in json.loads(provenance_path(path).read_text())
+
+
+def test_benchmarks_write_fresh_results_outside_the_shipped_folder():
+    import importlib
+    from benchmarks import RESULTS_DIR, SHIPPED_RESULTS_DIR
+    assert RESULTS_DIR != SHIPPED_RESULTS_DIR and RESULTS_DIR.relative_to(REPO_ROOT).parts[0] == "runs"
+    assert "runs/" in (REPO_ROOT / ".gitignore").read_text().split()
+    for name in ("balancer", "cloud_concurrency", "decision_quality", "decision_time", "load_aware_throughput",
+                 "model_latency", "predictor_accuracy", "protocol_throughput"):
+        assert importlib.import_module(f"benchmarks.{name}").RESULTS_DIR == RESULTS_DIR, name
+
+
+@pytest.mark.slow
+def test_deployment_profiles_into_this_machines_folder_and_the_scripts_then_use_it(tmp_path, monkeypatch, capsys):
+    import hashlib
+    import deployment
+    from predictor import LatencyPredictor
+    from predictor.regression import CONFIG_DIR, DATASET_DIR, PROFILE_ENV
+
+    def digest():
+        files = sorted(DATASET_DIR.glob("edge/*")) + sorted(CONFIG_DIR.glob("edge/*"))
+        return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
+    before = digest()
+    assert LatencyPredictor.load("edge").shipped  # no profile of this machine yet
+    monkeypatch.setenv(PROFILE_ENV, str(tmp_path / "mine"))
+    assert deployment.main(["--role", "edge", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert str(tmp_path / "mine" / "config" / "edge") in out and "untouched" in out
+    assert digest() == before  # the 19 shipped predictor files and the CSVs are as they were
+    mine = LatencyPredictor.load("edge")
+    assert not mine.shipped and mine.source == tmp_path / "mine" / "config" / "edge" / "predictors.json"
+    assert mine.meta["quick"] is True and LatencyPredictor.load("cloud").shipped  # per role
+    from predictor.deploy import warn_if_other_machine
+    warn_if_other_machine(mine)
+    assert "using this machine's edge predictors" in capsys.readouterr().err
