@@ -203,3 +203,20 @@ def test_what_the_cloud_says_is_cut_and_escaped_before_it_is_printed(le_net, x, 
             text = str(info.value)
     assert "\x1b" not in text and "\r" not in text and "\n" not in text
     assert len(text) < 600 and "more characters" in text
+
+
+@pytest.mark.slow
+def test_edge_api_against_a_silent_cloud_falls_back_after_its_timeout():
+    import subprocess
+    import sys
+    from utils.provenance import REPO_ROOT
+    with EvilCloud(silent) as cloud:
+        t0 = time.monotonic()
+        out = subprocess.run([sys.executable, "edge_api.py", "-p", str(cloud.address[1]), "-t", "le_net",
+                              "--bandwidth", "100", "--partition", "9", "--timeout", "1", "--json"],
+                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+        elapsed = time.monotonic() - t0
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert out.returncode == 0 and report["fallback"] and report["retries"] == 1
+    assert "did not answer within the 1 s timeout" in report["fallback_reason"]
+    assert elapsed < 60  # start-up and two tries of ~1 s, not two of 120 s
