@@ -21,7 +21,8 @@ from net.monitor_client import SpeedtestUnavailable, measure_bandwidth_mbps, spe
 from predictor import LatencyPredictor, planner_for
 from predictor.deploy import DEFAULT_THREADS, warn_if_other_machine
 from utils.classes import imagenet_categories
-from utils.cli import positive_seconds, add_connection_args, add_objective_args, bandwidth_arg, edge_power_from_args, non_negative_ms, slowdown_arg
+from utils.cli import (add_connection_args, add_objective_args, bandwidth_arg, edge_power_from_args, non_negative_ms,
+                       positive_seconds, slowdown_arg)
 from utils.device import DeviceError, resolve_device
 from utils.errors import WEIGHTS_ERRORS, weights_error_line
 from utils.image import ImageError, fixed_input, load_image

@@ -22,8 +22,8 @@ from net.tasks_edge import (DEFAULT_INTERVAL_S, DEFAULT_NUM_TASKS, BandwidthTrac
 from net.trace import TraceError, load_trace
 from predictor import LatencyPredictor
 from predictor.deploy import DEFAULT_THREADS, warn_if_other_machine
-from utils.cli import (positive_seconds, add_connection_args, add_objective_args, bandwidth_arg, edge_power_from_args, model_weights_arg,
-                       non_negative_ms, port_arg, slowdown_arg)
+from utils.cli import (add_connection_args, add_objective_args, bandwidth_arg, edge_power_from_args, model_weights_arg,
+                       non_negative_ms, port_arg, positive_seconds, slowdown_arg)
 from utils.device import DeviceError, resolve_device
 from utils.errors import WEIGHTS_ERRORS, weights_error_line
 from utils.image import ImageError, fixed_input, load_image
