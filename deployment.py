@@ -1,6 +1,6 @@
 """Profile this device's layers and refit the latency predictors, or show the table of cuts.
 
-  python deployment.py --role edge|cloud [--threads N] [--quick]
+  python deployment.py --role edge|cloud [--threads N] [--quick] [--overwrite-shipped]
   python deployment.py -t MODEL --bandwidth MBPS|3g|lte|wifi [--rtt MS] --show [--json] [--plot FILE.png]
                        [--objective latency|energy] [--network 3g|lte|wifi] [--power-profile FILE.json]
 """
@@ -26,6 +26,10 @@ def main(argv=None) -> int:
     p.add_argument("--role", choices=ROLES, help="profile this machine as the edge or the cloud and refit")
     p.add_argument("--threads", type=int, help="torch threads while profiling (default: edge 1, cloud all cores)")
     p.add_argument("--quick", action="store_true", help="a small profile (under a minute) for CI")
+    p.add_argument("--overwrite-shipped", action="store_true",
+                   help="write the profile and predictors over the shipped ones in predictor/ (default: "
+                        "this machine's own folder, runs/profile or $NEUROSURGEON_PROFILE_DIR, used from "
+                        "then on by every script here)")
     p.add_argument("-t", "--model", choices=ALL_MODEL_NAMES, metavar="MODEL",
                    help=f"model to show cuts for: {', '.join(ALL_MODEL_NAMES)}")
     p.add_argument("--bandwidth", type=bandwidth_arg, default=None, help="uplink Mbit/s or 3g|lte|wifi")
@@ -42,7 +46,7 @@ def main(argv=None) -> int:
     if args.role:
         if args.threads is not None and args.threads < 1:
             p.error("--threads must be at least 1")
-        profile_and_fit(args.role, args.threads, args.quick)
+        profile_and_fit(args.role, args.threads, args.quick, overwrite_shipped=args.overwrite_shipped)
         return 0
     if not args.model:
         p.error("give --role to profile, or -t MODEL --bandwidth MBPS --show to see the cuts")

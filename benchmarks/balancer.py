@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import RESULTS_DIR  # fresh results: runs/benchmarks/ (benchmarks/__init__.py)
 from benchmarks.cloud_concurrency import HOST, Workload, run_clients
 from models import MODEL_NAMES
 from net.cloud.local import LocalCloud
 from utils.provenance import REPO_ROOT, provenance, write_csv_with_provenance
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 HEALTHY_AFTER_S = 1.5  # the config's health checks: rise 2 x inter 500 ms
 
 

@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks import RESULTS_DIR  # fresh results: runs/benchmarks/ (benchmarks/__init__.py)
 from models import MODEL_NAMES, get_dnn_model
 from net.cloud.local import LocalCloud
 from net.edge.client import CloudClient
 from utils.classes import top_k
 from utils.provenance import provenance, write_csv_with_provenance
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 HOST = "127.0.0.1"
 BARRIER_TIMEOUT_S = 120.0  # every client connected and warmed up before the timed requests
 NUM_INPUTS = 8  # distinct inputs, used in turn by every client
@@ -151,7 +151,7 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--model", choices=MODEL_NAMES, default="alex_net")
     p.add_argument("--cut", type=int, default=0, help="cut k: the edge ran units 1..k (default 0, cloud-only)")
     p.add_argument("--cloud-threads", type=int, default=None, help="the cloud's torch threads (default: its own)")
-    p.add_argument("--out", type=Path, default=None, help="CSV path (default: results/cloud_concurrency_MODEL.csv)")
+    p.add_argument("--out", type=Path, default=None, help="CSV path (default: runs/benchmarks/cloud_concurrency_MODEL.csv)")
     args = p.parse_args(argv)
     if args.requests < 1 or min(args.clients) < 1:
         p.error("--clients and --requests must be at least 1")

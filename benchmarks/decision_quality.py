@@ -49,6 +49,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import RESULTS_DIR  # fresh results: runs/benchmarks/ (benchmarks/__init__.py)
 from models import MODEL_NAMES, get_dnn_model
 from net.apps.cli import bandwidth_arg, slowdown_arg
 from net.cloud.local import LocalCloud
@@ -60,7 +61,6 @@ from predictor.planner import ChainPlanner
 from utils.image import fixed_input
 from utils.provenance import provenance, write_csv_with_provenance
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 HOST = "127.0.0.1"
 DEFAULT_BANDWIDTHS = ["3g", "lte", "wifi", "1", "10", "100", "1000"]
 EDGE_CORE, CLOUD_CORE = 0, 1

@@ -23,6 +23,7 @@ from pathlib import Path
 import networkx as nx
 import torch
 
+from benchmarks import RESULTS_DIR  # fresh results: runs/benchmarks/ (benchmarks/__init__.py)
 from models import ALL_MODEL_NAMES, DAG_MODEL_NAMES, get_dnn_model, model_partition
 from models.dag import get_dag_model
 from predictor import LatencyPredictor, Link, send_ms
@@ -30,7 +31,6 @@ from predictor.planner import ChainPlanner, DagPlanner
 from predictor.planner.dag_cut import DagCutSearch
 from utils.provenance import provenance, write_csv_with_provenance
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BANDWIDTH_MBPS = 5.85  # LTE; the decision's cost does not depend on the figure
 
 

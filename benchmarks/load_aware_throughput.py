@@ -91,6 +91,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import RESULTS_DIR  # fresh results: runs/benchmarks/ (benchmarks/__init__.py)
 from benchmarks.decision_quality import CLOUD_CORE, EDGE_CORE, can_pin, pin_threads, runqueue_wait_ms
 from models import MODEL_NAMES, get_dnn_model
 from net.apps.cli import bandwidth_arg, slowdown_arg
@@ -102,7 +103,6 @@ from predictor import LatencyPredictor, Link
 from predictor.planner import ChainPlanner
 from utils.provenance import provenance, write_csv_with_provenance
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 HOST = "127.0.0.1"
 NUM_INPUTS = 8
 SEED = 0

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import RESULTS_DIR  # fresh results: runs/benchmarks/ (benchmarks/__init__.py)
 from models import ALL_MODEL_NAMES, get_model
 from predictor import LatencyPredictor, planner_for
 from predictor.profiler import CacheFlusher
 from utils.provenance import provenance, write_csv_with_provenance
-
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 @torch.no_grad()
@@ -70,7 +69,7 @@ def main(argv=None) -> None:
     p.add_argument("--role", choices=("edge", "cloud"), default="edge")
     p.add_argument("--models", nargs="+", choices=ALL_MODEL_NAMES, default=list(ALL_MODEL_NAMES))
     p.add_argument("--repeats", type=int, default=9)
-    p.add_argument("--out", type=Path, default=None, help="CSV path (default benchmarks/results/...)")
+    p.add_argument("--out", type=Path, default=None, help="CSV path (default runs/benchmarks/model_latency_ROLE.csv)")
     args = p.parse_args(argv)
     rows = run(args.role, args.models, args.repeats)
     print(f"whole-model latency, {args.role} predictors vs measured ({rows[0]['threads']} thread(s))")

@@ -1,8 +1,8 @@
 """The paper's headline figure from the decision-quality CSV: measured end-to-end latency of
 edge-only, cloud-only and the chosen cut, for AlexNet and VGG16-BN on 3G, LTE and Wi-Fi.
 
-  python -m benchmarks.paper_figure [--csv benchmarks/results/decision_quality.csv]
-                                    [--out benchmarks/results/paper_figure.png]
+  python -m benchmarks.paper_figure [--csv runs/benchmarks/decision_quality.csv]
+                                    [--out runs/benchmarks/paper_figure.png]
 
 One group of three bars per model x network. The bars are the medians benchmarks.decision_quality
 measured in its search pass (edge_only_ms, cloud_only_ms, chosen_search_ms), where all three
@@ -14,16 +14,15 @@ Drawn on matplotlib's Agg canvas directly (a `Figure`, no pyplot), as utils/plot
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from benchmarks import RESULTS_DIR, SHIPPED_RESULTS_DIR
 from utils.plots import CLOUD_COLOUR, DPI, EDGE_COLOUR, TRANSFER_COLOUR, _fmt_ms, _maybe_log
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 MODELS = {"alex_net": "AlexNet", "vgg_net": "VGG16-BN"}
 NETWORKS = {"3g": "3G", "lte": "LTE", "wifi": "Wi-Fi"}
 CHOSEN_COLOUR = TRANSFER_COLOUR
@@ -31,12 +30,9 @@ BAR_WIDTH = 0.26
 
 
 def read_results(path: Path) -> tuple[dict[str, str], list[dict]]:
-    """The CSV's '# key: value' provenance lines and its rows."""
-    with open(path, newline="") as f:
-        lines = f.read().splitlines()
-    meta = dict(line[2:].split(": ", 1) for line in lines if line.startswith("# ") and ": " in line)
-    rows = list(csv.DictReader(line for line in lines if not line.startswith("#")))
-    return meta, rows
+    """The CSV's provenance (its sidecar NAME.provenance.json) and its rows."""
+    from utils.provenance import read_csv_rows, read_provenance
+    return {k: str(v) for k, v in read_provenance(path).items()}, read_csv_rows(path)
 
 
 def chosen_ms(row: dict) -> float:
@@ -112,7 +108,9 @@ def plot_paper_figure(groups: list[dict], path: Path, edge_slowdown: str | None 
 
 def main(argv=None) -> Path:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--csv", type=Path, default=RESULTS_DIR / "decision_quality.csv")
+    fresh = RESULTS_DIR / "decision_quality.csv"
+    p.add_argument("--csv", type=Path, default=fresh if fresh.is_file() else SHIPPED_RESULTS_DIR / "decision_quality.csv",
+                   help="default: a fresh run's runs/benchmarks/decision_quality.csv, else the shipped one")
     p.add_argument("--out", type=Path, default=RESULTS_DIR / "paper_figure.png")
     args = p.parse_args(argv)
     if not args.csv.is_file():

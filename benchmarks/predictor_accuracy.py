@@ -17,11 +17,10 @@ import numpy as np
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LinearRegression
 
+from benchmarks import RESULTS_DIR  # fresh results: runs/benchmarks/ (benchmarks/__init__.py)
 from predictor.features import FEATURES
 from predictor.regression import DATASET_DIR, accuracy, read_dataset
 from utils.provenance import provenance, write_csv_with_provenance
-
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 REGRESSORS = {
     "linear_weighted (ours)": lambda: (LinearRegression(positive=True), True),

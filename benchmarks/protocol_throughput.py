@@ -33,10 +33,10 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import RESULTS_DIR  # fresh results: runs/benchmarks/ (benchmarks/__init__.py)
 from net.wire.protocol import DEFAULT_MAX_FRAME_BYTES, ReceiveBuffer, recv_frame, send_frame
 from utils.provenance import provenance, write_csv_with_provenance
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_SIZES = ["10KB", "100KB", "1MB", "10MB", "100MB"]
 METHODS = ("frames", "raw", "torch")
 HOST = "127.0.0.1"
@@ -206,7 +206,7 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--thp", action="store_true",
                    help="receiver with THP_MEM_ALLOC_ENABLE=1 (huge pages for its large tensors)")
     p.add_argument("--out", type=Path, default=None,
-                   help="CSV path (default: results/protocol_throughput.csv, _thp with --thp)")
+                   help="CSV path (default: runs/benchmarks/protocol_throughput.csv, _thp with --thp)")
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error("--repeats must be at least 1")

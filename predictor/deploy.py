@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
-import warnings
 from pathlib import Path
 
 from predictor.energy import OBJECTIVES, EdgePower
 from predictor.planner import LATENCY, Link, Objective, Plan, Planner
 from predictor.profiler import FULL, QUICK, profile_role
-from predictor.regression import CONFIG_DIR, DATASET_DIR, LatencyPredictor, fit_role
+from predictor.regression import CONFIG_DIR, DATASET_DIR, LatencyPredictor, fit_role, user_profile_dir
 from utils.provenance import cpu_model, provenance
 
 # The edge is the weak device, at 1 thread (its profile and the edge scripts); the cloud uses every core.
@@ -18,7 +18,16 @@ DEFAULT_THREADS = {"edge": 1, "cloud": os.cpu_count() or 1}
 
 
 def profile_and_fit(role: str, threads: int | None = None, quick: bool = False,
-                    dataset_dir: Path = DATASET_DIR, config_dir: Path = CONFIG_DIR) -> dict:
+                    dataset_dir: Path | None = None, config_dir: Path | None = None,
+                    overwrite_shipped: bool = False) -> dict:
+    """Profile this machine as `role` and fit its predictors. They go to this machine's profile
+    folder (regression.user_profile_dir(), where LatencyPredictor.load looks first), or with
+    overwrite_shipped over the shipped ones in predictor/."""
+    if overwrite_shipped:
+        dataset_dir, config_dir = dataset_dir or DATASET_DIR, config_dir or CONFIG_DIR
+    else:
+        dataset_dir = dataset_dir or user_profile_dir() / "dataset"
+        config_dir = config_dir or user_profile_dir() / "config"
     threads = threads or DEFAULT_THREADS[role]
     settings = QUICK if quick else FULL
     started = time.perf_counter()
@@ -32,15 +41,24 @@ def profile_and_fit(role: str, threads: int | None = None, quick: bool = False,
         if acc:
             print(f"  {kind:<10} {acc['n']:>5} {acc['mape_pct']:>8.1f} {acc['within_20_pct']:>11.0f}%")
     print(f"wrote {dataset_dir / role}/*_lat.csv and {config_dir / role}/")
+    if not overwrite_shipped and config_dir != CONFIG_DIR:
+        print(f"the scripts on this machine now predict the {role} from {config_dir / role}; the shipped "
+              f"predictors in {CONFIG_DIR / role} are untouched (delete {config_dir / role} to use them again)")
     return held_out
 
 
 def warn_if_other_machine(predictor: LatencyPredictor) -> None:
+    """One line on stderr (not a Python warning with its source line) when the predictors were
+    made on another CPU; and one saying so when they are this machine's own profile rather than
+    the shipped one."""
     made_on = predictor.meta.get("cpu")
+    which = "shipped " if predictor.shipped else ""
+    if predictor.source is not None and not predictor.shipped:
+        print(f"using this machine's {predictor.role} predictors: {predictor.source}", file=sys.stderr, flush=True)
     if made_on and made_on != cpu_model():
-        warnings.warn(f"the {predictor.role} predictors were profiled on {made_on!r}, this is "
-                      f"{cpu_model()!r}: run `python deployment.py --role {predictor.role}` "
-                      "to profile this machine", stacklevel=2)
+        print(f"warning: the {which}{predictor.role} predictors were profiled on {made_on!r}, this is "
+              f"{cpu_model()!r}: run `python deployment.py --role {predictor.role}` to profile "
+              "this machine", file=sys.stderr, flush=True)
 
 
 def decision_document(planner: Planner, link: Link, objective: Objective = LATENCY) -> dict:

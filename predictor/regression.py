@@ -9,6 +9,7 @@ another scikit-learn version.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import warnings
 from dataclasses import dataclass
@@ -22,8 +23,25 @@ from sklearn.linear_model import LinearRegression
 from predictor.features import FEATURES, FREE_KINDS, op_features
 
 PREDICTOR_DIR = Path(__file__).resolve().parent
+# The shipped profile and predictors (made by deployment.py on the project's machine, in git).
 DATASET_DIR = PREDICTOR_DIR / "dataset"
 CONFIG_DIR = PREDICTOR_DIR / "config"
+# This machine's own, written by `deployment.py --role ROLE` (git-ignored): <dir>/dataset/<role>/
+# and <dir>/config/<role>/. Predictors load from here when this machine has profiled that role,
+# else from the shipped ones.
+PROFILE_ENV = "NEUROSURGEON_PROFILE_DIR"
+
+
+def user_profile_dir() -> Path:
+    """Where deployment.py writes this machine's profile: $NEUROSURGEON_PROFILE_DIR, else runs/profile."""
+    return Path(os.environ.get(PROFILE_ENV) or PREDICTOR_DIR.parent / "runs" / "profile")
+
+
+def predictor_config_dir(role: str) -> Path:
+    """The config folder predictions of `role` come from: this machine's profile if it has one for
+    that role, else the shipped one."""
+    mine = user_profile_dir() / "config"
+    return mine if (mine / role / "predictors.json").is_file() else CONFIG_DIR
 ROLES = ("edge", "cloud")
 HELD_OUT_SHARE = 0.25
 SPLIT_SEED = 0
@@ -47,7 +65,15 @@ def _regressor() -> LinearRegression:
 
 
 def read_dataset(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, comment="#")
+    """A profile CSV: plain (its provenance is in NAME.provenance.json); leading '#' lines of a
+    profile written before the sidecars are skipped."""
+    with open(path) as f:
+        skip = 0
+        for line in f:
+            if not line.startswith("#"):
+                break
+            skip += 1
+    return pd.read_csv(path, skiprows=skip)
 
 
 def accuracy(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
@@ -97,11 +123,19 @@ def fit_role(role: str, meta: dict, dataset_dir: Path = DATASET_DIR,
 class LatencyPredictor:
     """Predicts a layer op's latency (ms) on one device role from the stored coefficients."""
 
-    def __init__(self, role: str, kinds: dict[str, KindModel], meta: dict):
+    def __init__(self, role: str, kinds: dict[str, KindModel], meta: dict, source: Path | None = None):
         self.role, self.kinds, self.meta = role, kinds, meta
+        self.source = source  # the predictors.json it came from
+
+    @property
+    def shipped(self) -> bool:
+        return self.source is not None and self.source.parent.parent == CONFIG_DIR
 
     @classmethod
-    def load(cls, role: str, config_dir: Path = CONFIG_DIR) -> LatencyPredictor:
+    def load(cls, role: str, config_dir: Path | None = None) -> LatencyPredictor:
+        """From `config_dir`, by default this machine's profile (predictor_config_dir) if it has
+        one for `role`, else the shipped predictors. `.source` says which file."""
+        config_dir = predictor_config_dir(role) if config_dir is None else config_dir
         path = config_dir / role / "predictors.json"
         try:
             document = json.loads(path.read_text())
@@ -110,7 +144,7 @@ class LatencyPredictor:
                                     f"run: python deployment.py --role {role}") from None
         kinds = {k: KindModel(tuple(v["features"]), tuple(v["coef"]), float(v["intercept"]))
                  for k, v in document["kinds"].items()}
-        return cls(role, kinds, document.get("meta", {}))
+        return cls(role, kinds, document.get("meta", {}), path)
 
     def predict_op_ms(self, spec: dict, out_shape: tuple[int, ...]) -> float:
         kind = spec["kind"]

@@ -8,6 +8,22 @@ from models import MODEL_NAMES, get_dnn_model
 TEST_THREADS = 2
 
 
+@pytest.fixture(autouse=True, scope="session")
+def shipped_predictors_only(tmp_path_factory):
+    """Tests predict with the shipped predictors, never with a profile this machine made
+    (deployment.py writes those to runs/profile, which LatencyPredictor.load prefers)."""
+    import os
+
+    from predictor.regression import PROFILE_ENV
+    saved = os.environ.get(PROFILE_ENV)
+    os.environ[PROFILE_ENV] = str(tmp_path_factory.mktemp("no_profile"))
+    yield
+    if saved is None:
+        os.environ.pop(PROFILE_ENV, None)
+    else:
+        os.environ[PROFILE_ENV] = saved
+
+
 @pytest.fixture(autouse=True)
 def fixed_threads():
     """Every test starts at TEST_THREADS (the edge scripts set 1 thread for their process)."""

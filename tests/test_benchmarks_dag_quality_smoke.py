@@ -1,7 +1,7 @@
 """The DAG decision-quality benchmark runs end to end on a tiny setting (ResNet-18, one bandwidth,
 one run per median, two sampled partitions), and its candidate partitions are what it says.
 Structure and answers only: no timing assertion (chosen/oracle is a measurement, not a property)."""
-import csv
+from pathlib import Path
 
 import pytest
 
@@ -10,9 +10,11 @@ from predictor.planner.dag_cut import is_valid
 
 
 def read_rows(path):
-    """(the '# key: value' provenance lines, the rows as dicts of strings)."""
-    text = path.read_text().splitlines()
-    return [t for t in text if t.startswith("# ")], list(csv.DictReader(t for t in text if t[:1] != "#"))
+    """(the provenance beside the CSV as '# key: value' lines, the rows as dicts of strings); the
+    CSV itself is plain: its first line is the header."""
+    from utils.provenance import read_csv_rows, read_provenance
+    assert not Path(path).read_text().startswith("#"), "provenance belongs beside the CSV, not in it"
+    return [f"# {k}: {v}" for k, v in read_provenance(path).items()], read_csv_rows(path)
 
 
 @pytest.fixture(scope="module")

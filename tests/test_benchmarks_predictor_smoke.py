@@ -8,7 +8,7 @@ from benchmarks import decision_time, model_latency, predictor_accuracy
 def test_model_latency_smoke(tmp_path):
     out = tmp_path / "ml.csv"
     model_latency.main(["--role", "edge", "--models", "le_net", "--repeats", "1", "--out", str(out)])
-    df = pd.read_csv(out, comment="#")
+    df = pd.read_csv(out)
     assert list(df.prefix_units) == list(range(1, 14))
     assert {"predicted_ms", "measured_ms", "error_pct"} <= set(df.columns)
 
@@ -16,7 +16,7 @@ def test_model_latency_smoke(tmp_path):
 def test_decision_time_smoke(tmp_path):
     out = tmp_path / "dt.csv"
     decision_time.main(["--models", "le_net", "res_net", "--repeats", "11", "--naive-repeats", "1", "--out", str(out)])
-    df = pd.read_csv(out, comment="#")  # (each row also asserted that both searches agree)
+    df = pd.read_csv(out)  # (each row also asserted that both searches agree)
     assert list(df.model) == ["le_net", "res_net"] and (df.speedup > 0).all()
     assert df.baseline.str.contains("networkx").tolist() == [False, True]
 
@@ -24,6 +24,6 @@ def test_decision_time_smoke(tmp_path):
 def test_predictor_accuracy_smoke(tmp_path):
     out = tmp_path / "pa.csv"
     predictor_accuracy.main(["--role", "cloud", "--folds", "2", "--out", str(out)])
-    df = pd.read_csv(out, comment="#")
+    df = pd.read_csv(out)
     assert set(df.kind) == {"conv", "dwconv", "linear", "maxpool", "avgpool", "batchnorm", "relu", "add", "cat"}
     assert (df.mape_pct >= 0).all()

@@ -1,6 +1,6 @@
 """The decision-quality benchmark and the paper figure run end to end on their smallest setting.
 Structure only: no timing assertion (chosen/oracle is a measurement, not a property)."""
-import csv
+from pathlib import Path
 
 from benchmarks import decision_quality, paper_figure
 
@@ -8,10 +8,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def read_rows(path):
-    with open(path, newline="") as f:
-        lines = f.read().splitlines()
-    meta = [line for line in lines if line.startswith("#")]
-    return meta, list(csv.DictReader(line for line in lines if not line.startswith("#")))
+    """(the provenance beside the CSV as '# key: value' lines, the rows as dicts of strings); the
+    CSV itself is plain: its first line is the header."""
+    from utils.provenance import read_csv_rows, read_provenance
+    assert not Path(path).read_text().startswith("#"), "provenance belongs beside the CSV, not in it"
+    return [f"# {k}: {v}" for k, v in read_provenance(path).items()], read_csv_rows(path)
 
 
 def test_decision_quality_smallest(tmp_path):

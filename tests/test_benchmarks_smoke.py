@@ -1,15 +1,15 @@
 """The throughput benchmarks run end to end on their smallest setting (no timing assertions)."""
-import csv
+from pathlib import Path
 
 from benchmarks import cloud_concurrency, protocol_throughput
 
 
 def read_rows(path):
-    with open(path, newline="") as f:
-        meta = [line for line in f if line.startswith("#")]
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
-    return meta, rows
+    """(the provenance beside the CSV as '# key: value' lines, the rows as dicts of strings); the
+    CSV itself is plain: its first line is the header."""
+    from utils.provenance import read_csv_rows, read_provenance
+    assert not Path(path).read_text().startswith("#"), "provenance belongs beside the CSV, not in it"
+    return [f"# {k}: {v}" for k, v in read_provenance(path).items()], read_csv_rows(path)
 
 
 def test_protocol_throughput_smallest(tmp_path):

@@ -213,7 +213,7 @@ def test_task_summary_gives_energy_per_model():
     from net.edge.tasks import summarize
     rows = [{"model": "le_net", "cut_point": k, "measured_total_ms": 10.0, "predicted_total_ms": 10.0,
              "predicted_edge_only_ms": 40.0, "predicted_cloud_only_ms": 20.0, "fallback": False,
-             "energy_mj_from_measured_times": e, "predicted_edge_only_energy_mj": 20.0}
+             "energy_mj_from_measured_times": e, "predicted_energy_mj": e, "predicted_edge_only_energy_mj": 20.0}
             for k, e in [(0, 4.0), (5, 6.0)]]
     (s,) = summarize(rows)
     assert s["energy_mj"] == 5.0 and s["energy_saved_vs_edge_only_pct"] == pytest.approx(75.0)

@@ -67,7 +67,7 @@ def test_edge_dying_mid_upload_frees_the_connection(chain_models):
             data = bytearray()
 
             class Capture:
-                def sendall(self, chunk):
+                def sendall(self, chunk, data=data):
                     data.extend(bytes(chunk))
 
             send_frame(Capture(), header, {"x": torch.zeros(1, 3, 224, 224)})

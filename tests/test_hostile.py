@@ -219,3 +219,114 @@ def test_fuzz_malformed_frames(cloud, chain_models):
     assert sent >= 100
     assert rss_mb() - before < 200  # no leak that grows with the number of bad frames
     assert_still_serves(cloud, chain_models)
+
+
+# --- slow senders, stop, the handshake, the backlog ---------------------------------------------
+
+def declare_and_trickle(address, nbytes: int, stop: threading.Event, interval_s: float = 0.5):
+    """A client that declares an `nbytes` probe and sends its body at 2 B/s; returns what the
+    server said (an error reply) or None when the connection was cut."""
+    import json
+    header = json.dumps({"type": "probe", "tensors": [{"name": "data", "dtype": "uint8", "shape": [nbytes]}]}).encode()
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(struct.pack(">QI", 4 + len(header) + nbytes, len(header)) + header)
+        try:
+            while not stop.is_set():
+                sock.sendall(b"x")
+                if select_readable(sock, interval_s):
+                    break
+            reply, _ = recv_frame(sock, idle_timeout_s=5)
+            return reply
+        except (ProtocolError, OSError):
+            return None
+
+
+def select_readable(sock, timeout_s: float) -> bool:
+    import select
+    return bool(select.select([sock], [], [], timeout_s)[0])
+
+
+def test_a_client_declaring_60_mib_and_trickling_is_dropped_within_a_few_windows(chain_models):
+    """The minimum rate is judged over every window of rate_window_s: not a deadline of
+    header_timeout + 60 MiB / min_rate (17 hours at these settings)."""
+    with CloudServer("127.0.0.1", 0, min_rate_bps=1000, rate_window_s=0.5).start() as server:
+        stop = threading.Event()
+        t0 = time.monotonic()
+        reply = declare_and_trickle(server.address, 60 * 2**20, stop)
+        stop.set()
+        assert reply is not None and reply["code"] == "timeout"
+        assert time.monotonic() - t0 < 4
+        assert_still_serves(server, chain_models)
+
+
+def test_stop_is_prompt_while_a_client_is_still_uploading():
+    server = CloudServer("127.0.0.1", 0, min_rate_bps=1).start()  # 2 B/s is fast enough here
+    stop = threading.Event()
+    thread = threading.Thread(target=declare_and_trickle, args=(server.address, 60 * 2**20, stop), daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.5)  # the upload has started
+        t0 = time.monotonic()
+        server.stop()
+        assert time.monotonic() - t0 < 3  # was the 30 s grace
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_nothing_but_the_handshake_before_the_token_is_proved(chain_models):
+    """A hello naming a model must not make the cloud build it for a client that has not
+    proved the token; once proved, the model is checked as before."""
+    from net.edge.client import CloudRefused
+    from net.wire import auth as auth
+    from net.wire.protocol import send_frame
+    with CloudServer("127.0.0.1", 0, token=b"secret", **LIMITS).start() as server:
+        with socket.create_connection(server.address, timeout=5) as sock:
+            send_frame(sock, {"type": "hello", "version": 1, "model": "vgg_net", "fingerprint": "x",
+                              "client_nonce": auth.new_nonce()})
+            hello, _ = recv_frame(sock, idle_timeout_s=5)
+            assert hello["type"] == "hello"
+            send_frame(sock, {"type": "auth", "client_proof": "0" * 64})
+            refused, _ = recv_frame(sock, idle_timeout_s=5)
+            assert refused["code"] == "auth_failed"
+        assert "vgg_net" not in server.models._models
+        model = chain_models["le_net"]
+        with pytest.raises(CloudRefused, match="weights_mismatch"):
+            CloudClient(*server.address, token=b"secret", weights=("le_net", "0" * 16)).connect()
+        with CloudClient(*server.address, token=b"secret", weights=("le_net", model.fingerprint)) as client:
+            client.connect()  # the right weights pass after the proof
+
+
+@pytest.mark.parametrize("token", [None, b"secret"])
+@pytest.mark.parametrize("header", [
+    {"type": ["infer"], "tensors": []},
+    {"type": {"a": 1}, "tensors": []},
+    {"type": "hello", "version": 1, "tensors": [{"name": "x", "dtype": ["float32"], "shape": [1]}]},
+    {"type": "infer", "model": "le_net", "cut": 12, "tensors": [{"name": "x", "dtype": {"f": 1}, "shape": [1, 84]}]},
+])
+def test_a_type_or_dtype_sent_as_a_list_is_a_client_error_in_one_log_line(chain_models, caplog, token, header):
+    import json
+    import logging
+    payload = b"\0" * (4 if header["tensors"] and header["tensors"][0]["shape"] == [1] else 336 if header["tensors"] else 0)
+    with CloudServer("127.0.0.1", 0, token=token, **LIMITS).start() as server:
+        with caplog.at_level(logging.INFO, logger="neurosurgeon.server"):
+            reply = raw_exchange(server, frame(json.dumps(header).encode(), payload))
+            time.sleep(0.2)
+        assert reply is not None and reply["type"] == "error"
+        assert reply["code"] in ("bad_request", "bad_tensor", "auth_required"), reply
+        assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+        assert len([r for r in caplog.records if r.name == "neurosurgeon.server"]) <= 1
+
+
+def test_the_listen_backlog_suits_the_connection_cap():
+    """Connections queue in the kernel until the server accepts them: a burst of edges beyond
+    socketserver's default backlog of 5 must not have its connection attempts dropped."""
+    server = CloudServer("127.0.0.1", 0, max_connections=32)  # not started: nothing accepts
+    socks = []
+    try:
+        for _ in range(20):
+            socks.append(socket.create_connection(server.address, timeout=2))
+    finally:
+        for s in socks:
+            s.close()
+        server.server_close()

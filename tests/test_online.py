@@ -182,8 +182,8 @@ def test_edge_slowdown_waits_after_the_units_and_scales_predictions(monkeypatch,
     monkeypatch.setattr("net.emulation.slowdown.time.sleep", waits.append)
     for cpu_s, expected_wait in [(0.5, 1.5), (0.1, 0.0)]:
         wall, cpu = iter([10.0, 10.5, 10.5]), iter([3.0, 3.0 + cpu_s])  # 0.5 s of wall time
-        monkeypatch.setattr("net.emulation.slowdown.time.perf_counter", lambda: next(wall))
-        monkeypatch.setattr("net.emulation.slowdown.time.thread_time", lambda: next(cpu))
+        monkeypatch.setattr("net.emulation.slowdown.time.perf_counter", lambda wall=wall: next(wall))
+        monkeypatch.setattr("net.emulation.slowdown.time.thread_time", lambda cpu=cpu: next(cpu))
         out = run_units(model, torch.zeros(1, 3, 224, 224), slowdown=4.0)
         # F x the CPU time from the start: 4 x 0.5 s computing; 4 x 0.1 s computing is over
         # before the 0.5 s the part took (it waited for a core), so no wait at all

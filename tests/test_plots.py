@@ -126,3 +126,42 @@ def test_dag_model_plot_shows_every_prefix_and_where_the_min_cut_is(tmp_path, ca
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == f"wrote {path}" and lines[-1].startswith('{"model": "res_net"')
     assert_good_png(path)
+
+
+def capture_figures(monkeypatch) -> list:
+    import utils.plots
+    figures, save = [], utils.plots._save
+
+    def keep(fig, path):
+        figures.append(fig)
+        return save(fig, path)
+    monkeypatch.setattr(utils.plots, "_save", keep)
+    return figures
+
+
+def test_the_energy_cut_figure_title_is_not_clipped(tmp_path, predictors, monkeypatch):
+    """docs/energy_cut_example.png's set-up: AlexNet, Wi-Fi, an edge 5x slower, energy."""
+    from predictor.energy import PowerProfile
+    figures = capture_figures(monkeypatch)
+    planner = ChainPlanner(get_dnn_model("alex_net"), *predictors, edge_slowdown=5)
+    document = cut_table_document(planner, Link(18.88, 0.0), Objective("energy", PowerProfile.load().for_network("wifi")))
+    plot_cut_table(document, planner.unit_rows(), tmp_path / "cuts.png")
+    fig = figures[0]
+    renderer = fig.canvas.get_renderer()
+    box = fig._suptitle.get_window_extent(renderer)
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width, (box, fig.bbox.width)
+
+
+def test_a_model_has_the_same_colour_in_every_run(tmp_path, monkeypatch):
+    figures = capture_figures(monkeypatch)
+    rows = synthetic_tasks(12)
+    plot_task_report(rows, tmp_path / "a.png")
+    plot_task_report([r for r in rows if r["model"] != "alex_net"], tmp_path / "b.png")  # le_net comes first now
+
+    def colours(fig):
+        legend = fig.axes[0].get_legend() or fig.legends[0]
+        return {h.get_label(): h.get_color() for h in legend.legend_handles if h.get_label() in
+                ("alex_net", "le_net", "mobile_net")}
+    first, second = colours(figures[0]), colours(figures[1])
+    assert first["le_net"] == second["le_net"] and first["mobile_net"] == second["mobile_net"]
+    assert len(set(first.values())) == 3

@@ -157,7 +157,8 @@ def test_quick_profile_refits_from_scratch(tmp_path):
                                config_dir=tmp_path / "config")
     assert set(held_out) == set(FEATURES)
     for kind in FEATURES:
-        df = pd.read_csv(tmp_path / "dataset" / "edge" / f"{kind}_lat.csv", comment="#")
+        df = pd.read_csv(tmp_path / "dataset" / "edge" / f"{kind}_lat.csv")  # plain CSV
+        assert (tmp_path / "dataset" / "edge" / f"{kind}_lat.provenance.json").is_file()
         assert len(df) > 0 and (df.latency_ms > 0).all()
         assert (tmp_path / "config" / "edge" / f"{kind}.pkl").exists()
     predictor = LatencyPredictor.load("edge", config_dir=tmp_path / "config")

@@ -328,9 +328,41 @@ def test_slow_body_times_out(pair):
     trickle(a, b"\x00" * 1000, chunk=1, interval_s=0.02)  # 50 B/s, far below 10,000 B/s
     t0 = time.monotonic()
     with pytest.raises(ProtocolError) as info:
-        recv_frame(b, header_timeout_s=0.1, min_rate_bps=10_000)  # body deadline 0.1 + 0.1 s
+        recv_frame(b, header_timeout_s=0.1, min_rate_bps=10_000, rate_window_s=0.2)  # 2,000 B per window
     elapsed = time.monotonic() - t0
     assert info.value.code == "timeout" and 0.15 < elapsed < 0.6
+
+
+def test_huge_declared_body_trickled_is_dropped_within_a_window_or_two(pair):
+    """The rate is judged over windows, not as one deadline stretched by the declared size (a
+    60 MiB body at 8,000 B/s would have been allowed 2.2 hours)."""
+    a, b = pair
+    n = 60 * 2**20
+    header = json.dumps({"tensors": [{"name": "x", "dtype": "uint8", "shape": [n]}]}).encode()
+    a.sendall(raw_frame(header, body_len=4 + len(header) + n))  # the header, then no body
+    trickle(a, b"\x00" * 100, chunk=1, interval_s=0.5)  # 2 B/s
+    outcome = []
+
+    def receive():
+        try:
+            recv_frame(b, header_timeout_s=0.5, min_rate_bps=1_000, rate_window_s=0.3)
+        except ProtocolError as e:
+            outcome.append(e.code)
+
+    thread = threading.Thread(target=receive, daemon=True)
+    t0 = time.monotonic()
+    thread.start()
+    thread.join(5)
+    assert outcome == ["timeout"] and time.monotonic() - t0 < 2
+
+
+def test_slow_but_steady_body_over_many_windows_is_accepted(pair):
+    a, b = pair
+    payload = bytes(range(256)) * 100  # 25,600 bytes at ~32,000 B/s: about 8 windows of 0.1 s
+    frame = raw_frame({"tensors": [{"name": "x", "dtype": "uint8", "shape": [len(payload)]}]}, payload)
+    trickle(a, frame, chunk=640, interval_s=0.02)
+    _, tensors = recv_frame(b, header_timeout_s=0.5, min_rate_bps=10_000, rate_window_s=0.1)
+    assert tensors["x"].numpy().tobytes() == payload
 
 
 def test_body_above_min_rate_is_accepted(pair):

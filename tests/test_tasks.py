@@ -113,7 +113,19 @@ def test_summary_figures():
     assert (s["tasks"], s["cuts"], s["fallbacks"]) == (3, "0,13", 1)
     assert s["mean_ms"] == 20.0 and s["p50_ms"] == 20.0 and s["p95_ms"] == 30.0
     assert s["mae_ms"] == pytest.approx(5 / 3)
-    assert s["speedup_vs_edge_only"] == 2.0 and s["speedup_vs_cloud_only"] == 1.0
+    # like with like: predicted (mean 59/3 ms) against predicted edge-only and cloud-only
+    assert s["speedup_vs_edge_only"] == pytest.approx(40 / (59 / 3))
+    assert s["speedup_vs_cloud_only"] == pytest.approx(20 / (59 / 3))
+
+
+def test_summary_of_a_model_run_all_on_the_edge_shows_no_speed_up_and_nothing_saved():
+    """Measured runs against predictions made an all-edge model look 19% better than itself."""
+    rows = [{"model": "vgg_net", "cut_point": 53, "measured_total_ms": 300.0, "predicted_total_ms": 360.0,
+             "predicted_edge_only_ms": 360.0, "predicted_cloud_only_ms": 900.0, "fallback": False,
+             "energy_mj_from_measured_times": 160.0, "predicted_energy_mj": 200.0,
+             "predicted_edge_only_energy_mj": 200.0} for _ in range(3)]
+    (s,) = summarize(rows)
+    assert s["speedup_vs_edge_only"] == 1.0 and s["energy_saved_vs_edge_only_pct"] == 0.0
 
 
 def test_percentile_is_nearest_rank():

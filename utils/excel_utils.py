@@ -59,7 +59,8 @@ def append_rows(path, rows: list, sheet_name: str = "tasks") -> None:
 
 
 def write_csv(path, header: list[str], rows: list, provenance: dict | None = None) -> None:
-    """The CSV twin of write_sheet: '# key: value' provenance lines, then header and rows."""
+    """The CSV twin of write_sheet: a plain CSV (header and rows), its provenance beside it in
+    NAME.provenance.json."""
     from utils.provenance import write_csv_with_provenance  # imports torch: only when needed
     header = [str(h) for h in header]
     dict_rows = [dict(zip(header, _as_list(r, header))) for r in rows]

@@ -30,6 +30,8 @@ def load_image(path: str | Path) -> torch.Tensor:
             rgb = img.convert("RGB")
     except FileNotFoundError:
         raise ImageError(f"image not found: {path}") from None
+    except Image.DecompressionBombError as e:  # a header declaring more pixels than PIL will decode
+        raise ImageError(f"{path} is too large to decode: {e}".split(" could be decompression bomb")[0]) from None
     except (UnidentifiedImageError, OSError) as e:
         raise ImageError(f"cannot read {path} as an image ({e.__class__.__name__})") from None
     return PREPROCESS(rgb).unsqueeze(0)

@@ -142,16 +142,17 @@ def plot_cut_table(document: dict, units: list[dict], path) -> Path:
 
     objective = document.get("objective", "latency")
     fastest = document.get("best_latency_cut", best)
-    energy_note = (f", {chosen['energy_mj']:.0f} mJ;  fastest: k = {fastest}, {_fmt_ms(totals[fastest])}, "
-                   f"{cuts[fastest]['energy_mj']:.0f} mJ" if "energy_mj" in chosen else "")
-    fig.suptitle(f"{document['model']} at {document['bandwidth_mbps']:g} Mbit/s uplink, RTT "
-                 f"{document['rtt_ms']:g} ms: predicted latency per {unit} and per cut\n"
-                 f"chosen for {objective}: k = {best} ({_cut_words(best, n, chosen['layer'])}): edge "
-                 f"{_fmt_ms(chosen['edge_ms'])} + transfer {_fmt_ms(chosen['transfer_ms'])} + cloud "
-                 f"{_fmt_ms(chosen['cloud_ms'])} = {_fmt_ms(chosen['total_ms'])}{energy_note}\n"
-                 f"all on the cloud (k = 0): {_fmt_ms(totals[0])};  all on the edge (k = {n}): "
-                 f"{_fmt_ms(totals[n])}" + (f"\n{document['note']}" if document.get("note") else ""),
-                 fontsize=11)
+    energy_note = f", {chosen['energy_mj']:.0f} mJ" if "energy_mj" in chosen else ""
+    fastest_note = (f"fastest: k = {fastest}, {_fmt_ms(totals[fastest])}, {cuts[fastest]['energy_mj']:.0f} mJ;  "
+                    if "energy_mj" in chosen else "")
+    fig.suptitle(_fit_lines(fig, [
+        f"{document['model']} at {document['bandwidth_mbps']:g} Mbit/s uplink, RTT {document['rtt_ms']:g} ms: "
+        f"predicted latency per {unit} and per cut",
+        f"chosen for {objective}: k = {best} ({_cut_words(best, n, chosen['layer'])}): edge "
+        f"{_fmt_ms(chosen['edge_ms'])} + transfer {_fmt_ms(chosen['transfer_ms'])} + cloud "
+        f"{_fmt_ms(chosen['cloud_ms'])} = {_fmt_ms(chosen['total_ms'])}{energy_note}",
+        f"{fastest_note}all on the cloud (k = 0): {_fmt_ms(totals[0])};  all on the edge (k = {n}): "
+        f"{_fmt_ms(totals[n])}", *([document["note"]] if document.get("note") else [])], 11), fontsize=11)
     return _save(fig, path)
 
 
@@ -201,7 +202,7 @@ def plot_task_report(rows: list[dict], path) -> Path:
     models = list(dict.fromkeys(r["model"] for r in rows))
     palette = ["#4C72B0", "#DD8452", "#55A868", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
     markers = ["o", "s", "^", "D", "v", "P", "X"]
-    style = {m: (palette[i % len(palette)], markers[i % len(markers)]) for i, m in enumerate(models)}
+    style = {m: model_style(m, palette, markers) for m in models}
 
     fig = Figure(figsize=(12, 8.5), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
@@ -292,6 +293,24 @@ def plot_task_report(rows: list[dict], path) -> Path:
 
 
 # ----------------------------------------------------------------------------- helpers
+
+def _fit_lines(fig: Figure, lines: list[str], fontsize: float) -> str:
+    """The lines of a title, each wrapped to the figure's width so that none is clipped (a
+    character is taken as 0.6 em wide, a little more than DejaVu Sans' average)."""
+    import textwrap
+    width = max(20, int(fig.get_figwidth() * 72 / (0.6 * fontsize)))
+    return "\n".join(textwrap.fill(line, width) for line in lines)
+
+
+def model_style(model: str, palette: list[str], markers: list[str]) -> tuple[str, str]:
+    """A colour and marker per model name, the same in every run and every report: the known
+    models by their place in the model list, any other by a hash of its name."""
+    import zlib
+
+    from models import ALL_MODEL_NAMES
+    i = ALL_MODEL_NAMES.index(model) if model in ALL_MODEL_NAMES else zlib.crc32(model.encode())
+    return palette[i % len(palette)], markers[i % len(markers)]
+
 
 def _maybe_log(ax, values) -> None:
     positive = [v for v in values if v and v > 0]

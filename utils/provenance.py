@@ -1,8 +1,10 @@
-"""Where a number came from: commit, CPU, library versions, threads. Every CSV carries it."""
+"""Where a number came from: commit, CPU, library versions, threads. Every CSV has it beside it:
+NAME.csv stays a plain CSV (any CSV reader reads it), NAME.provenance.json holds its provenance."""
 from __future__ import annotations
 
 import csv
 import datetime
+import json
 import platform
 import subprocess
 from pathlib import Path
@@ -41,13 +43,58 @@ def provenance(**extra) -> dict:
             **extra}
 
 
+def provenance_path(csv_path: str | Path) -> Path:
+    """The sidecar of NAME.csv: NAME.provenance.json, in the same folder."""
+    path = Path(csv_path)
+    return path.with_name(f"{path.stem}.provenance.json")
+
+
 def write_csv_with_provenance(path: Path, rows: list[dict], columns: list[str], meta: dict) -> None:
-    """A CSV whose first lines are '# key: value' comments (read back with comment='#'); its
-    folder is made if missing."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    """A plain CSV (header row, then rows) and its provenance beside it in NAME.provenance.json;
+    the folder is made if missing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
-        for key, value in meta.items():
-            f.write(f"# {key}: {value}\n")
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
+    provenance_path(path).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+
+
+def read_provenance(csv_path: str | Path) -> dict:
+    """The provenance of a CSV: its sidecar, or (a CSV written before the sidecars) its leading
+    '# key: value' lines; {} when it has neither."""
+    sidecar = provenance_path(csv_path)
+    if sidecar.is_file():
+        return json.loads(sidecar.read_text())
+    meta = {}
+    with open(csv_path) as f:
+        for line in f:
+            if not line.startswith("#"):
+                break
+            key, _, value = line[1:].strip().partition(": ")
+            meta[key] = value
+    return meta
+
+
+def read_csv_rows(csv_path: str | Path) -> list[dict]:
+    """The rows of a CSV as dicts (leading '#' lines of an older file skipped)."""
+    with open(csv_path, newline="") as f:
+        lines = [line for line in f]
+    start = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
+    return list(csv.DictReader(lines[start:]))
+
+
+def move_comments_to_sidecar(csv_path: str | Path) -> bool:
+    """Convert a CSV that starts with '# key: value' lines: the lines go to its sidecar, the CSV
+    keeps the rest byte for byte. True when there was something to move."""
+    path = Path(csv_path)
+    text = path.read_text()
+    lines = text.splitlines(keepends=True)
+    n = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
+    if n == 0:
+        return False
+    meta = read_provenance(path) if not provenance_path(path).is_file() else {}
+    provenance_path(path).write_text(json.dumps(meta, indent=2) + "\n")
+    path.write_text("".join(lines[n:]))
+    return True

@@ -100,3 +100,14 @@ def add_connection_args(p: argparse.ArgumentParser, default_host: str, default_p
     p.add_argument("-i", "--ip", default=default_host, help=f"cloud address (default {default_host})")
     p.add_argument("-p", "--port", type=port_arg, default=default_port, help=f"cloud port (default {default_port})")
     p.add_argument("-d", "--device", default="cpu", choices=DEVICES, help="cpu or cuda (default cpu)")
+
+
+def positive_seconds(text: str) -> float:
+    """A finite number of seconds > 0 (--timeout)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value

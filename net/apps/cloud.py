@@ -12,7 +12,7 @@ import threading
 
 import torch
 
-from models import ALL_MODEL_NAMES
+from models import ALL_MODEL_NAMES, MODEL_NAMES
 from net.apps.cli import add_connection_args, model_weights_arg, port_arg
 from net.cloud.monitor import MonitorServer, monitor_port_for
 from net.cloud.server import DEFAULT_HOST, DEFAULT_PORT, CloudServer
@@ -20,6 +20,7 @@ from net.server.framework import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS
 from net.wire import auth
 from net.wire.protocol import DEFAULT_MAX_FRAME_BYTES, HEADER_TIMEOUT_S, MIN_RATE_BPS
 from utils.device import DeviceError, resolve_device
+from utils.errors import weights_error_line
 
 READY_PREFIX = "ready "  # then a JSON object: the line a parent process waits for
 
@@ -76,11 +77,16 @@ def start_cloud(args) -> CloudServer:
                              **server_limits(args))
     except (OSError, OverflowError) as e:
         raise SystemExit(f"error: cannot listen on {args.ip}:{args.port}: {getattr(e, 'strerror', None) or e}") from None
-    for name in args.preload:
+    # A model with a weights file is built now, like --preload: a file that does not load stops the
+    # start, rather than a cloud that says it serves and then fails every request for that model.
+    weights = dict(args.weights)
+    for name in dict.fromkeys([*args.preload, *weights]):
         try:
             server.models.get(name)
-        except Exception as e:  # a weights file that does not load: one line, not a traceback
+        except Exception as e:  # one line, not a traceback
             server.server_close()
+            if name in weights:
+                raise SystemExit(f"error: {weights_error_line(e, weights[name], name)}") from None
             raise SystemExit(f"error: cannot build {name}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
     return server.start()
 
@@ -102,6 +108,12 @@ def main(argv=None, description: str = "", with_monitor: bool = False) -> int:
         parser.add_argument("--monitor-port", type=port_arg, default=None,
                             help="port of the bandwidth monitor server (default: PORT + 1)")
     args = parser.parse_args(argv)
+    if with_monitor and not args.preload:
+        # multi-task mode times every task: a model built on its first request would count the
+        # build (seconds for VGG16-BN) as that task's transfer time, so build them all first
+        args.preload = list(MODEL_NAMES)
+        print(f"building {', '.join(args.preload)} before serving (--preload MODEL ... to choose)",
+              file=sys.stderr, flush=True)
     args.token_bytes = auth.token_from(args.token)
     if args.token_bytes is None and args.ip not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.ip} without a token: anyone who can reach this port can "

@@ -16,12 +16,13 @@ from net.apps.cli import (
     bandwidth_arg,
     non_negative_ms,
     objective_from_args,
+    positive_seconds,
     slowdown_arg,
 )
 from net.cloud.local import LocalCloud
 from net.cloud.server import DEFAULT_HOST, DEFAULT_PORT
 from net.edge.bandwidth import SpeedtestUnavailable, measure_bandwidth_mbps, speedtest_uplink_mbps
-from net.edge.client import CloudClient, CloudRefused, CloudUnavailable
+from net.edge.client import DEFAULT_TIMEOUT_S, CloudClient, CloudRefused, CloudUnavailable
 from net.edge.runner import EdgeReport, collaborative_inference
 from net.emulation.link import LinkPacer
 from net.wire import auth
@@ -29,6 +30,7 @@ from predictor import LatencyPredictor, Link, planner_for
 from predictor.deploy import DEFAULT_THREADS, warn_if_other_machine
 from utils.classes import imagenet_categories
 from utils.device import DeviceError, resolve_device
+from utils.errors import WEIGHTS_ERRORS, weights_error_line
 from utils.image import ImageError, fixed_input, load_image
 
 SPEEDTEST = "speedtest"
@@ -63,6 +65,10 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--no-fallback", action="store_true",
                    help="exit non-zero instead of running locally when the cloud is unavailable")
     p.add_argument("--json", action="store_true", help="print the report as one JSON line at the end")
+    p.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT_S, metavar="S",
+                   help=f"how long the cloud may take to answer, beyond the expected upload time at the "
+                        f"uplink's rate (default {DEFAULT_TIMEOUT_S:g} s; the handshake gets S in all); "
+                        "then the request is sent once more, then the edge finishes it itself")
     add_objective_args(p)
     return p
 
@@ -104,8 +110,8 @@ def main(argv=None, description: str = "") -> int:
     torch.set_num_threads(DEFAULT_THREADS["edge"])
     try:
         model = get_model(args.model, args.weights, device)
-    except (RuntimeError, OSError, ValueError) as e:
-        parser.exit(2, f"error: cannot load {args.weights} into {args.model}: {str(e).splitlines()[0]}\n")
+    except WEIGHTS_ERRORS as e:
+        parser.exit(2, f"error: {weights_error_line(e, args.weights, args.model)}\n")
     if args.partition is not None and not 0 <= args.partition <= model.num_units:
         parser.exit(2, f"error: --partition {args.partition} is outside 0..{model.num_units} for {args.model}\n")
     x = x.to(device)
@@ -138,7 +144,10 @@ def _run(args, model, x, host: str, port: int) -> int:
     shaping = args.bandwidth is not None and not args.no_shaping
     pacer = LinkPacer(args.bandwidth) if shaping else None
     client = CloudClient(host, port, pacer=pacer, rtt_ms=args.rtt if shaping else 0.0,
-                         token=auth.token_from(args.token), weights=(model.name, model.fingerprint))
+                         token=auth.token_from(args.token), weights=(model.name, model.fingerprint),
+                         timeout_s=args.timeout, expected_mbps=args.bandwidth,
+                         num_classes={model.name: model.num_classes})
+    client.notify = lambda text: print(text, file=sys.stderr, flush=True)
     bandwidth_mbps = args.bandwidth
     unavailable = None
     if args.partition == model.num_units:  # all on the edge: no connection, no probe
@@ -149,6 +158,7 @@ def _run(args, model, x, host: str, port: int) -> int:
         if bandwidth_mbps is None:
             bandwidth_mbps = measure_bandwidth_mbps(client)
             print(f"measured uplink to {client.where}: {bandwidth_mbps:.2f} Mbit/s", flush=True)
+            client.expected_mbps = bandwidth_mbps
     except CloudUnavailable as e:
         if args.no_fallback:
             print(f"error: {e}", file=sys.stderr)

@@ -19,12 +19,13 @@ from net.apps.cli import (
     non_negative_ms,
     objective_from_args,
     port_arg,
+    positive_seconds,
     slowdown_arg,
 )
 from net.cloud.local import LocalCloud
 from net.cloud.monitor import monitor_port_for
 from net.cloud.server import DEFAULT_HOST, DEFAULT_PORT
-from net.edge.client import CloudClient, CloudRefused, CloudUnavailable
+from net.edge.client import DEFAULT_TIMEOUT_S, CloudClient, CloudRefused, CloudUnavailable
 from net.edge.tasks import (
     DEFAULT_INTERVAL_S,
     DEFAULT_NUM_TASKS,
@@ -41,6 +42,7 @@ from net.wire import auth
 from predictor import LatencyPredictor
 from predictor.deploy import DEFAULT_THREADS, warn_if_other_machine
 from utils.device import DeviceError, resolve_device
+from utils.errors import WEIGHTS_ERRORS, weights_error_line
 from utils.image import ImageError, fixed_input, load_image
 from utils.provenance import provenance
 
@@ -82,7 +84,12 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--local-cloud", action="store_true",
                    help="start tasks_cloud_api.py on free loopback ports for this run")
     p.add_argument("--report", type=Path, metavar="PATH",
-                   help="write PATH.xls, PATH.csv (one row per task) and PATH.png")
+                   help="write PATH.xls, PATH.csv (one row per task; provenance in "
+                        "PATH.provenance.json) and PATH.png; a given .csv/.xls/.png suffix is dropped")
+    p.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT_S, metavar="S",
+                   help=f"how long the cloud may take to answer a task, beyond the expected upload "
+                        f"time at the uplink's rate (default {DEFAULT_TIMEOUT_S:g} s); then the task "
+                        "is sent once more, then finished on the edge")
     add_objective_args(p)
     return p
 
@@ -132,8 +139,15 @@ def _run(args, tasks, x, cloud_address, monitor_address, trace) -> int:
     pacer = LinkPacer(shaped_mbps) if shaped_mbps else None
     rtt_ms = args.rtt
     token = auth.token_from(args.token)
-    client = CloudClient(*cloud_address, pacer=pacer, rtt_ms=rtt_ms if pacer else 0.0, token=token)
+    client = CloudClient(*cloud_address, pacer=pacer, rtt_ms=rtt_ms if pacer else 0.0, token=token,
+                         timeout_s=args.timeout)
     runner = TaskRunner(client, edge, cloud, x, rtt_ms, args.edge_slowdown, dict(args.weights), args.objective)
+    for name, path in args.weights:  # a weights file that does not load: one line, before any task
+        try:
+            runner.model(name)
+        except WEIGHTS_ERRORS as e:
+            print(f"error: {weights_error_line(e, path, name)}", file=sys.stderr)
+            return 2
     scheduler = BackgroundScheduler()
     started_wall, started = time.time(), time.monotonic()
     tracker = None
@@ -141,7 +155,7 @@ def _run(args, tasks, x, cloud_address, monitor_address, trace) -> int:
         replay_trace(scheduler, pacer, trace, started_wall)
     if fixed_mbps is None:
         tracker = BandwidthTracker(scheduler, [monitor_address, cloud_address], pacer,
-                                   rtt_ms if pacer else 0.0, args.interval, token)
+                                   rtt_ms if pacer else 0.0, args.interval, token, timeout_s=args.timeout)
     scheduler.start()
     rows, status = [], 0
     if tracker is not None and tracker.latest_mbps is None and tracker.refused:
@@ -152,6 +166,7 @@ def _run(args, tasks, x, cloud_address, monitor_address, trace) -> int:
     try:
         for i, name in enumerate(tasks, start=1):
             bandwidth = fixed_mbps if tracker is None else tracker.latest_mbps
+            client.expected_mbps = bandwidth  # the reply's deadline allows the upload at this rate
             if tracker is not None:  # the monitor's probes also bring the cloud's load: use the newest
                 tracker.share_load(client)
             row = runner.run_task(i, name, bandwidth, started)
@@ -163,6 +178,7 @@ def _run(args, tasks, x, cloud_address, monitor_address, trace) -> int:
                   f"measured {row['measured_total_ms']:8.1f} ms{flag}", flush=True)
     except KeyboardInterrupt:
         print(f"interrupted after {len(rows)} of {len(tasks)} tasks", file=sys.stderr)
+        status = 130  # the shell's convention for a run ended by Ctrl-C (128 + SIGINT)
     except CloudRefused as e:  # a mistake to fix (weights, token), not a network fault
         print(f"error: {e}; stopped after {len(rows)} of {len(tasks)} tasks", file=sys.stderr)
         status = 1
@@ -178,6 +194,11 @@ def _run(args, tasks, x, cloud_address, monitor_address, trace) -> int:
     return status
 
 
+def report_base(path: Path) -> Path:
+    """--report run and --report run.csv both mean run.csv, run.xls, run.png (not run.csv.csv)."""
+    return path.with_suffix("") if path.suffix.lower() in (".csv", ".xls", ".png") else path
+
+
 def write_reports(path: Path, rows: list[dict], summary: list[dict], args) -> None:
     from utils.excel_utils import write_csv, write_sheet
     from utils.plots import plot_task_report
@@ -185,6 +206,7 @@ def write_reports(path: Path, rows: list[dict], summary: list[dict], args) -> No
     meta = provenance(edge_threads=DEFAULT_THREADS["edge"], edge_slowdown=args.edge_slowdown, rtt_ms=args.rtt,
                       seed=args.seed, trace=str(args.bandwidth_trace or ""))
     header = list(rows[0])
+    path = report_base(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     xls, csv_path, png = (path.with_name(path.name + ext) for ext in (".xls", ".csv", ".png"))
     write_sheet(xls, header, rows, sheet_name="tasks", provenance=meta)

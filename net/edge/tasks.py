@@ -17,7 +17,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from models import MODEL_NAMES, get_model
 from models.split import SplitModel
 from net.edge.bandwidth import measure_bandwidth_mbps
-from net.edge.client import CloudClient, CloudRefused, CloudUnavailable
+from net.edge.client import DEFAULT_TIMEOUT_S, CloudClient, CloudRefused, CloudUnavailable
 from net.edge.runner import collaborative_inference
 from net.emulation.link import LinkPacer
 from net.emulation.trace import TracePoint
@@ -43,8 +43,10 @@ class BandwidthTracker:
     """
 
     def __init__(self, scheduler: BackgroundScheduler, addresses: list[tuple[str, int]],
-                 pacer: LinkPacer | None, rtt_ms: float, interval_s: float, token: bytes | None = None):
+                 pacer: LinkPacer | None, rtt_ms: float, interval_s: float, token: bytes | None = None,
+                 timeout_s: float = DEFAULT_TIMEOUT_S):
         self.addresses, self.pacer, self.rtt_ms, self.token = addresses, pacer, rtt_ms, token
+        self.timeout_s = timeout_s
         self.latest_mbps: float | None = None
         self.refused: str | None = None  # why the cloud refused our probes (token, version)
         self.measurements: list[tuple[float, float]] = []  # (time, Mbit/s)
@@ -56,8 +58,8 @@ class BandwidthTracker:
         if self._client is not None:
             candidates = [self._client]
         else:
-            candidates = [CloudClient(h, p, pacer=self.pacer, rtt_ms=self.rtt_ms, token=self.token)
-                          for h, p in self.addresses]
+            candidates = [CloudClient(h, p, pacer=self.pacer, rtt_ms=self.rtt_ms, token=self.token,
+                                      timeout_s=self.timeout_s) for h, p in self.addresses]
         for client in candidates:
             try:
                 self.latest_mbps = measure_bandwidth_mbps(client)
@@ -155,25 +157,29 @@ class TaskRunner:
 
 def summarize(rows: list[dict]) -> list[dict]:
     """Per model: tasks, cuts chosen, measured total mean/p50/p95, mean predicted total, mean
-    absolute prediction error, the measured speed-up over the predicted edge-only and
-    cloud-only latency at the same bandwidth (ratio of their means), and, when the edge's powers
-    are known, the mean modelled energy (of the measured times) and the share saved against
-    running everything on the edge."""
+    absolute prediction error, and the chosen cuts' speed-up over edge-only and cloud-only, and
+    the energy they save against edge-only. Those three compare like with like: predictions
+    with predictions (edge-only and cloud-only are not run, so there is nothing measured to set
+    against them); an all-edge model shows 1.00x and 0%. energy_mj is the mean modelled energy
+    of the measured times, when the edge's powers are known."""
     out = []
     for name in sorted({r["model"] for r in rows}):
         mine = [r for r in rows if r["model"] == name]
         measured = [r["measured_total_ms"] for r in mine]
         cloud_only = [r["predicted_cloud_only_ms"] for r in mine if r["predicted_cloud_only_ms"] is not None]
         cuts = sorted({r["cut_point"] for r in mine})
+        predicted = statistics.fmean(r["predicted_total_ms"] for r in mine)
         out.append({
             "model": name, "tasks": len(mine), "cuts": ",".join(map(str, cuts)),
             "fallbacks": sum(r["fallback"] for r in mine),
             "mean_ms": statistics.fmean(measured), "p50_ms": percentile(measured, 50),
             "p95_ms": percentile(measured, 95),
-            "predicted_ms": statistics.fmean(r["predicted_total_ms"] for r in mine),
+            "predicted_ms": predicted,
             "mae_ms": statistics.fmean(abs(r["predicted_total_ms"] - r["measured_total_ms"]) for r in mine),
-            "speedup_vs_edge_only": statistics.fmean(r["predicted_edge_only_ms"] for r in mine) / statistics.fmean(measured),
-            "speedup_vs_cloud_only": (statistics.fmean(cloud_only) / statistics.fmean(measured)) if cloud_only else None,
+            # predicted against predicted, like with like
+            "speedup_vs_edge_only": statistics.fmean(r["predicted_edge_only_ms"] for r in mine) / predicted,
+            "speedup_vs_cloud_only": (statistics.fmean(cloud_only) / statistics.fmean(
+                r["predicted_total_ms"] for r in mine if r["predicted_cloud_only_ms"] is not None)) if cloud_only else None,
             **_energy_summary(mine),
         })
     return out
@@ -184,8 +190,10 @@ def _energy_summary(rows: list[dict]) -> dict:
     if not energy:
         return {"energy_mj": None, "energy_saved_vs_edge_only_pct": None}
     edge_only = statistics.fmean(r["predicted_edge_only_energy_mj"] for r in rows)
-    return {"energy_mj": statistics.fmean(energy),  # a profile may say computing is free: no share then
-            "energy_saved_vs_edge_only_pct": 100.0 * (1.0 - statistics.fmean(energy) / edge_only) if edge_only else None}
+    predicted = [r["predicted_energy_mj"] for r in rows if r.get("predicted_energy_mj") is not None]
+    saved = (100.0 * (1.0 - statistics.fmean(predicted) / edge_only)  # predicted against predicted
+             if edge_only and len(predicted) == len(rows) else None)  # a profile may say computing is free
+    return {"energy_mj": statistics.fmean(energy), "energy_saved_vs_edge_only_pct": saved}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -207,6 +215,9 @@ def print_summary(summary: list[dict], out) -> None:
               f"{s['mean_ms']:>9.1f} {s['p50_ms']:>9.1f} {s['p95_ms']:>9.1f} {s['predicted_ms']:>9.1f} "
               f"{s['mae_ms']:>8.1f} {s['speedup_vs_edge_only']:>7.2f}x {vs_cloud:>8} {energy[0]:>8} "
               f"{energy[1]:>6}", file=out)
+    print("vs edge, vs cloud: the chosen cuts' predicted latency against the predicted edge-only and "
+          "cloud-only latency (predictions on both sides: those two are not run)", file=out)
     if any(s.get("energy_mj") is not None for s in summary):
         print("mJ: the edge's energy, modelled from the measured times and the power table (not "
-              "measured); saved: against the predicted energy of running everything on the edge", file=out)
+              "measured); saved: the chosen cuts' predicted energy against the predicted energy of "
+              "running everything on the edge", file=out)

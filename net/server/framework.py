@@ -23,9 +23,11 @@ from net.wire.protocol import (
     DEFAULT_MAX_FRAME_BYTES,
     HEADER_TIMEOUT_S,
     MIN_RATE_BPS,
+    RATE_WINDOW_S,
     ConnectionClosed,
     ProtocolError,
     ReceiveBuffer,
+    peer_text,
     recv_frame,
     send_frame,
 )
@@ -40,6 +42,11 @@ DEFAULT_IDLE_TIMEOUT_S = 300.0
 DEFAULT_MAX_CONNECTIONS = 64
 HANDSHAKE_MAX_BYTES = 64 * 1024  # a hello or auth frame is a few hundred bytes
 STOP_POLL_S = 0.25  # how soon an idle connection notices that the server is stopping
+# A stopping server cuts a connection still receiving a request after this long: a slow upload
+# (or a client trickling bytes) must not stretch a SIGTERM; requests already received finish.
+STOP_RECEIVE_GRACE_S = 1.0
+# The hello fields read before a token is proved: nothing that makes the server build a model.
+PRE_AUTH_FIELDS = ("type", "version", "client_nonce", "tensors")
 
 
 class RequestError(ProtocolError):
@@ -92,8 +99,14 @@ class FrameServer(socketserver.ThreadingTCPServer):
     def __init__(self, host: str, port: int, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
                  idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
                  max_connections: int = DEFAULT_MAX_CONNECTIONS, token: bytes | None = None,
-                 header_timeout_s: float = HEADER_TIMEOUT_S, min_rate_bps: float = MIN_RATE_BPS):
+                 header_timeout_s: float = HEADER_TIMEOUT_S, min_rate_bps: float = MIN_RATE_BPS,
+                 rate_window_s: float = RATE_WINDOW_S):
         self.token = token
+        self.rate_window_s = rate_window_s
+        # The listen backlog: connections the kernel queues before accept(); socketserver's
+        # default of 5 would drop the SYNs of a burst of edges far below the connection cap.
+        self.request_queue_size = max(5, max_connections)
+        self._receiving: dict[socket.socket, float] = {}  # connections reading a request: since when
         self.load: LoadMeter | None = None  # set by servers that know their load; sent in replies
         self.header_timeout_s, self.min_rate_bps = header_timeout_s, min_rate_bps
         self.max_frame_bytes = max_frame_bytes
@@ -126,7 +139,7 @@ class FrameServer(socketserver.ThreadingTCPServer):
     def validate(self, header: dict) -> None:
         """Runs before a request's tensor bytes are read: refuse what we would not serve."""
         kind = header.get("type")
-        if kind not in self.handlers:
+        if not isinstance(kind, str) or kind not in self.handlers:  # a list or object is not hashable
             raise RequestError("bad_request", f"unknown request type {kind!r:.40}; this {self.role} "
                                               f"serves: {', '.join(self.handlers)}")
         check = self.validators.get(kind)
@@ -137,13 +150,22 @@ class FrameServer(socketserver.ThreadingTCPServer):
               idle_timeout_s: float | None, max_frame_bytes: int | None = None,
               buffer: ReceiveBuffer | None = None):
         receive = channel.recv if channel else (lambda s, **kw: recv_frame(s, **kw))
-        return receive(sock, max_frame_bytes=max_frame_bytes or self.max_frame_bytes, validate=validate,
-                       idle_timeout_s=idle_timeout_s, header_timeout_s=self.header_timeout_s,
-                       min_rate_bps=self.min_rate_bps, buffer=buffer)
+        with self._count_lock:
+            self._receiving[sock] = time.monotonic()
+        try:
+            return receive(sock, max_frame_bytes=max_frame_bytes or self.max_frame_bytes, validate=validate,
+                           idle_timeout_s=idle_timeout_s, header_timeout_s=self.header_timeout_s,
+                           min_rate_bps=self.min_rate_bps, buffer=buffer, rate_window_s=self.rate_window_s)
+        finally:
+            with self._count_lock:
+                self._receiving.pop(sock, None)
 
-    def _handshake(self, sock: socket.socket) -> auth.SecureChannel:
+    def _handshake(self, sock: socket.socket) -> auth.SecureChannel | None:
         """The token handshake (net/auth.py); raises RequestError when the peer fails it.
-        Nothing but hello and auth, without tensors, is read before it succeeds."""
+        Nothing but hello and auth, without tensors, is read before it succeeds, and only the
+        hello's PRE_AUTH_FIELDS are looked at: the rest of it (a model to check, which may have
+        to be built) only once the peer has proved the token. Returns None when that check
+        refused the peer (the refusal has been sent)."""
 
         def expect(kind: str):
             def check(header: dict) -> None:
@@ -153,7 +175,7 @@ class FrameServer(socketserver.ThreadingTCPServer):
             return check
 
         hello, _ = self._recv(sock, None, expect("hello"), self.header_timeout_s, HANDSHAKE_MAX_BYTES)
-        self.validate(hello)  # the protocol version
+        self.validate({k: v for k, v in hello.items() if k in PRE_AUTH_FIELDS})  # the protocol version
         client_nonce = hello.get("client_nonce")
         if not auth.valid_nonce(client_nonce):
             raise RequestError("auth_required", f"this {self.role} requires a token "
@@ -169,6 +191,11 @@ class FrameServer(socketserver.ThreadingTCPServer):
                                  answer.get("client_proof")):
             raise RequestError("auth_failed", "wrong token")
         channel = auth.SecureChannel(self.token, client_nonce, server_nonce, is_client=False)
+        try:
+            self.validate(hello)  # the model and weights the edge named, for a proven peer only
+        except RequestError as e:
+            _reply_error(sock, e.code, e.message, channel.send)
+            return None
         channel.send(sock, {"type": "auth_ok"})
         return channel
 
@@ -198,12 +225,18 @@ class FrameServer(socketserver.ThreadingTCPServer):
         try:
             if self.token is not None:
                 channel = self._handshake(sock)
+                if channel is None:
+                    return
         except ProtocolError as e:  # RequestError included: refused before any tensor
-            log.info("%s: handshake: %s", peer, e)
+            log.info("%s: handshake: %s", peer, peer_text(str(e)))
             _reply_error(sock, e.code, e.message)
             return
         except OSError as e:
             log.info("%s: connection lost in the handshake: %s", peer, e)
+            return
+        except Exception as e:  # one line, not a traceback: whatever a peer sent, it is its error
+            log.warning("%s: handshake failed: %s: %s", peer, type(e).__name__, peer_text(str(e)))
+            _reply_error(sock, "bad_request", f"handshake failed ({type(e).__name__})")
             return
         send = channel.send if channel else send_frame
         buffer = ReceiveBuffer()  # a request's tensors live here until its reply is sent
@@ -216,7 +249,7 @@ class FrameServer(socketserver.ThreadingTCPServer):
             except ConnectionClosed:
                 return
             except ProtocolError as e:  # the stream is off a frame boundary: tell the peer, close
-                log.info("%s: %s", peer, e)
+                log.info("%s: %s", peer, peer_text(str(e)))
                 _reply_error(sock, e.code, e.message, send)
                 return
             except OSError as e:
@@ -252,13 +285,23 @@ class FrameServer(socketserver.ThreadingTCPServer):
         return self
 
     def stop(self, grace_s: float = 30.0) -> None:
-        """Stop accepting; idle connections close; requests in flight get up to grace_s to finish."""
+        """Stop accepting; idle connections close; a connection still receiving a request after
+        STOP_RECEIVE_GRACE_S is cut; requests received get up to grace_s to finish."""
         self._stopping = True  # idle connections notice within STOP_POLL_S and close
         if self._thread is not None:  # shutdown() waits for a serve_forever loop to end
             self.shutdown()
         self.server_close()
+        deadline = time.monotonic() + grace_s
         with self._count_lock:
-            self._count_lock.wait_for(lambda: not self._open, timeout=grace_s)
+            while self._open and (remaining := deadline - time.monotonic()) > 0:
+                now = time.monotonic()
+                for sock, since in list(self._receiving.items()):
+                    if now - since > STOP_RECEIVE_GRACE_S:  # still uploading: cut it, do not wait
+                        try:
+                            sock.shutdown(socket.SHUT_RDWR)
+                        except OSError:
+                            pass
+                self._count_lock.wait(timeout=min(STOP_POLL_S, remaining))
         if self._thread is not None:
             self._thread.join()
 

@@ -42,9 +42,12 @@ DEFAULT_MAX_FRAME_BYTES = 64 * 2**20
 HEADER_TIMEOUT_S = 10.0
 
 # Minimum body rate, in bytes per second (not bits). 8,000 B/s = 0.064 Mbit/s, 17x below 3G's
-# 1.1 Mbit/s uplink: a legitimate 90 s upload at 3G is never cut off, while a client that
-# trickles a byte a second is dropped. The body deadline is HEADER_TIMEOUT_S + body / rate.
+# 1.1 Mbit/s uplink. It is enforced over every window of RATE_WINDOW_S seconds (not as one total
+# deadline from the declared size, which a client declaring 60 MiB and trickling 2 B/s would
+# stretch to hours): a legitimate 90 s upload at 3G is never cut off, while a client that
+# trickles a byte a second is dropped within two windows.
 MIN_RATE_BPS = 8_000
+RATE_WINDOW_S = 5.0
 
 MAX_HEADER_BYTES = 2**20  # a header is metadata; 1 MiB is far more than any needs
 MAX_TENSOR_DIMS = 8
@@ -97,6 +100,17 @@ def dtype_name(dtype: torch.dtype) -> str:
         return _DTYPE_NAMES[dtype]
     except KeyError:
         raise ProtocolError("bad_tensor", f"dtype {dtype} cannot be sent; allowed: {', '.join(DTYPES)}") from None
+
+
+def peer_text(value, limit: int = 200) -> str:
+    """What a peer sent, made safe to print or log: a string (anything else is repr'd), control
+    and non-ASCII characters escaped, cut to `limit` characters with a note of how many more."""
+    text = value if isinstance(value, str) else repr(value)
+    cut = text[:limit]
+    escaped = cut.encode("ascii", "backslashreplace").decode("ascii")
+    escaped = "".join(c if c.isprintable() else repr(c)[1:-1] for c in escaped)
+    more = len(text) - len(cut)
+    return escaped + (f"... ({more} more characters)" if more else "")
 
 
 def tensor_nbytes(dtype: str, shape: list[int]) -> int:
@@ -163,12 +177,14 @@ class ReceiveBuffer:
 def recv_frame(sock: socket.socket, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
                validate: Callable[[dict], None] | None = None, idle_timeout_s: float | None = None,
                header_timeout_s: float = HEADER_TIMEOUT_S, min_rate_bps: float = MIN_RATE_BPS,
-               buffer: ReceiveBuffer | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
+               buffer: ReceiveBuffer | None = None, rate_window_s: float = RATE_WINDOW_S,
+               deadline: float | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
     """Receive one frame; return (header, {name: tensor}).
 
     Waits up to `idle_timeout_s` (None: forever) for the first byte; then the length prefix and
-    header must arrive within `header_timeout_s`, and the tensor bytes within
-    `header_timeout_s + payload_bytes / min_rate_bps` (bytes per second) after the header.
+    header must arrive within `header_timeout_s`, and the tensor bytes at `min_rate_bps` (bytes
+    per second) or more over every window of `rate_window_s` seconds. `deadline` (a
+    time.monotonic() value), if given, bounds the whole frame, first byte included.
     `validate(header)`, if given, runs after the header is checked and before any tensor byte is
     read or allocated; whatever it raises propagates and the body stays unread in the socket,
     so the caller must then close the connection (the stream is no longer at a frame boundary).
@@ -181,36 +197,43 @@ def recv_frame(sock: socket.socket, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYT
     saved_timeout = sock.gettimeout()
     try:
         first = bytearray(1)
-        sock.settimeout(idle_timeout_s)
+        wait_s = idle_timeout_s
+        if deadline is not None:
+            wait_s = max(1e-3, min(deadline - time.monotonic(), wait_s if wait_s is not None else math.inf))
+        sock.settimeout(wait_s)
         try:
             if sock.recv_into(first) == 0:
                 raise ConnectionClosed()
         except TimeoutError:
+            if deadline is not None and (idle_timeout_s is None or wait_s < idle_timeout_s):
+                raise ProtocolError("timeout", f"no frame within {wait_s:.3g} s") from None
             raise ProtocolError("idle_timeout", f"no frame within {idle_timeout_s} s") from None
 
-        deadline = time.monotonic() + header_timeout_s
-        (body_len,) = _PREFIX.unpack(first + _recv_exactly(sock, _PREFIX.size - 1, deadline))
+        header_deadline = time.monotonic() + header_timeout_s
+        if deadline is not None:
+            header_deadline = min(header_deadline, deadline)
+        (body_len,) = _PREFIX.unpack(first + _recv_exactly(sock, _PREFIX.size - 1, header_deadline))
         if body_len > max_frame_bytes:
             raise ProtocolError("frame_too_large", f"frame body of {body_len} bytes exceeds the cap of {max_frame_bytes}")
         if body_len < _HEADER_LEN.size:
             raise ProtocolError("bad_header", f"frame body of {body_len} bytes is shorter than a header length")
-        (header_len,) = _HEADER_LEN.unpack(_recv_exactly(sock, _HEADER_LEN.size, deadline))
+        (header_len,) = _HEADER_LEN.unpack(_recv_exactly(sock, _HEADER_LEN.size, header_deadline))
         if header_len > body_len - _HEADER_LEN.size or header_len > MAX_HEADER_BYTES:
             raise ProtocolError("bad_header", f"header length {header_len} does not fit a {body_len}-byte body")
-        header = _parse_header(_recv_exactly(sock, header_len, deadline))
+        header = _parse_header(_recv_exactly(sock, header_len, header_deadline))
         payload_len = body_len - _HEADER_LEN.size - header_len
         specs = _check_tensors(header, payload_len)
 
         if validate is not None:
             validate(header)
 
-        deadline = time.monotonic() + header_timeout_s + payload_len / min_rate_bps
+        pace = _RateWindow(min_rate_bps, rate_window_s, payload_len)
         if buffer is not None:
             tensors = buffer.tensors(specs)
         else:
             tensors = {name: torch.empty(shape, dtype=DTYPES[dtype]) for name, dtype, shape in specs}
         for tensor in tensors.values():
-            _recv_exactly_into(sock, memoryview(tensor.reshape(-1).view(torch.uint8).numpy()), deadline)
+            _recv_exactly_into(sock, memoryview(tensor.reshape(-1).view(torch.uint8).numpy()), deadline, pace)
         return header, tensors
     finally:
         sock.settimeout(saved_timeout)
@@ -222,26 +245,60 @@ def _recv_exactly(sock: socket.socket, n: int, deadline: float) -> bytearray:
     return buf
 
 
-def _recv_exactly_into(sock: socket.socket, view: memoryview, deadline: float) -> None:
-    """Fill `view` from the socket, or raise timeout (deadline passed) / truncated (peer closed)."""
+class _RateWindow:
+    """The minimum rate of a frame's body, judged over consecutive windows of `window_s`: each
+    window must bring min_rate_bps x window_s bytes, or what is left of the body if less."""
+
+    def __init__(self, min_rate_bps: float, window_s: float, total_bytes: int):
+        self.min_rate_bps, self.window_s, self.left = min_rate_bps, window_s, total_bytes
+        self._open(time.monotonic())
+
+    def _open(self, now: float) -> None:
+        self.end, self.got = now + self.window_s, 0
+        self.need = min(self.min_rate_bps * self.window_s, self.left)
+
+    def add(self, n: int) -> None:
+        self.got += n
+        self.left -= n
+
+    def seconds_left(self, now: float) -> float:
+        """Time left in the current window; opens the next one, or raises timeout when the
+        window that ended brought too little."""
+        if now >= self.end:
+            if self.got < self.need:
+                raise ProtocolError("timeout", f"peer too slow: {self.got} bytes in {self.window_s:g} s, below "
+                                               f"the minimum of {self.min_rate_bps:g} B/s")
+            self._open(now)
+        return self.end - now
+
+
+def _recv_exactly_into(sock: socket.socket, view: memoryview, deadline: float | None,
+                       pace: _RateWindow | None = None) -> None:
+    """Fill `view` from the socket, or raise timeout (deadline passed, or a rate window brought
+    too little) / truncated (peer closed)."""
     got, armed_s = 0, None
     while got < view.nbytes:
-        remaining = deadline - time.monotonic()
+        now = time.monotonic()
+        remaining = math.inf if deadline is None else deadline - now
         if remaining <= 0:
             raise ProtocolError("timeout", f"peer too slow: {got} of {view.nbytes} bytes arrived in time")
-        # settimeout costs two fcntl calls: re-arm only when the deadline has come 10% closer,
-        # so a fast transfer is one recv_into per chunk, not three syscalls more each. A slow
-        # peer can then overrun the deadline by at most 10% of it.
-        if armed_s is None or remaining < 0.9 * armed_s:
+        if pace is not None:
+            remaining = min(remaining, pace.seconds_left(now))
+        # settimeout costs two fcntl calls: re-arm only when the limit has come 10% closer (or
+        # moved much further, a new rate window), so a fast transfer is one recv_into per chunk,
+        # not three syscalls more each. A slow peer can then overrun a limit by 10% of it.
+        if armed_s is None or remaining < 0.9 * armed_s or remaining > 2 * armed_s:
             sock.settimeout(remaining)
             armed_s = remaining
         try:
             n = sock.recv_into(view[got:])
         except TimeoutError:
-            raise ProtocolError("timeout", f"peer too slow: {got} of {view.nbytes} bytes arrived in time") from None
+            continue  # the loop decides: deadline passed, window short, or wait on
         if n == 0:
             raise ProtocolError("truncated", f"peer closed mid-frame after {got} of {view.nbytes} bytes")
         got += n
+        if pace is not None:
+            pace.add(n)
 
 
 def _parse_header(raw: bytes) -> dict:
@@ -266,7 +323,7 @@ def _check_tensors(header: dict, payload_len: int) -> list[tuple[str, str, list[
         name, dtype, shape = entry.get("name"), entry.get("dtype"), entry.get("shape")
         if not isinstance(name, str) or name in names:
             raise ProtocolError("bad_tensor", f"tensor name must be a unique string, got {name!r:.80}")
-        if dtype not in DTYPES:
+        if not isinstance(dtype, str) or dtype not in DTYPES:  # a list or object is not hashable
             raise ProtocolError("bad_tensor", f"tensor {name!r}: dtype {dtype!r:.40} not one of {', '.join(DTYPES)}")
         if (not isinstance(shape, list) or len(shape) > MAX_TENSOR_DIMS
                 or not all(type(d) is int and d >= 0 for d in shape)):  # type() is int: rejects true/false
