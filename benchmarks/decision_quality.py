@@ -164,9 +164,16 @@ class Case:
         self.cut_rows.append(row)
         return measured or None
 
+    def median_ms(self, phase: str, k: int, runs: list[Run]) -> float:
+        """Record the runs of cut k (at least one: --repeats >= 1) and return their median total ms."""
+        measured = self.record(phase, k, runs)
+        if measured is None:
+            raise ValueError(f"no runs of cut {k} to take a median of")
+        return measured["total_ms"]
+
     def measure(self, k: int, repeats: int) -> float:
         runs = [self.run(k) for _ in range(repeats)]
-        return self.record("search", k, runs)["total_ms"]
+        return self.median_ms("search", k, runs)
 
     def search_order(self, chosen: int) -> tuple[list[int], set[int]]:
         """Cuts in ascending predicted total (good ones early), and those always measured."""
@@ -206,7 +213,7 @@ class Case:
         for _ in range(repeats):
             for k in dict.fromkeys((chosen, oracle)):  # once when they are the same cut
                 runs[k].append(self.run(k))
-        med = {k: self.record("recheck", k, per_cut)["total_ms"] for k, per_cut in runs.items()}
+        med = {k: self.median_ms("recheck", k, per_cut) for k, per_cut in runs.items()}
         return med[chosen], med[oracle]
 
 

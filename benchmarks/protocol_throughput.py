@@ -91,7 +91,7 @@ def _receiver(port: int, sizes: list[int], rounds: int, max_frame_bytes: int) ->
     schedule = _schedule(sizes, rounds)
     sock = socket.create_connection((HOST, port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    raw = {}  # one preallocated buffer, for the size being measured
+    raw: dict[int, bytearray] = {}  # one preallocated buffer, for the size being measured
 
     def prepare(i: int) -> None:
         if i < len(schedule) and schedule[i][1] not in raw:
@@ -103,6 +103,7 @@ def _receiver(port: int, sizes: list[int], rounds: int, max_frame_bytes: int) ->
     with sock:
         prepare(0)
         sock.sendall(b"r")
+        got: torch.Tensor | bytearray | None  # the raw method's bytes, a tensor once acked
         for i, (method, n) in enumerate(schedule):
             if method == "frames":
                 got = recv_frame(sock, max_frame_bytes=max_frame_bytes, buffer=frame_buffer)[1].get("x")
@@ -111,9 +112,9 @@ def _receiver(port: int, sizes: list[int], rounds: int, max_frame_bytes: int) ->
                 got = raw[n]
             else:
                 got = torch.empty(n // 4, dtype=torch.float32)
-                _recv_raw_into(sock, memoryview(got.view(torch.uint8).numpy()))
+                _recv_raw_into(sock, memoryview(got.view(torch.uint8).numpy()))  # type: ignore[arg-type]  # numpy's stubs: a buffer only on 3.12+
             sock.sendall(b"k")
-            if method == "raw":
+            if isinstance(got, bytearray):  # the raw method
                 got = torch.frombuffer(got, dtype=torch.float32)
             ok = got is not None and torch.equal(got.reshape(-1), payloads[n])
             del got  # freeing a large tensor takes ms (munmap): here, untimed
@@ -134,7 +135,7 @@ def measure(sizes: list[int], repeats: int, warmup: int = 1, thp: bool = False) 
     payloads = _payloads(sizes)
     schedule = _schedule(sizes, rounds)
     max_frame_bytes = max(DEFAULT_MAX_FRAME_BYTES, 2 * max(sizes))
-    times = {(n, m): [] for n in sizes for m in METHODS}
+    times: dict[tuple[int, str], list[float]] = {(n, m): [] for n in sizes for m in METHODS}
     errors = dict.fromkeys(sizes, 0)
     ctx = multiprocessing.get_context("spawn")  # a fresh process: no torch state shared by fork
     saved_env = os.environ.get("THP_MEM_ALLOC_ENABLE")
@@ -169,7 +170,7 @@ def measure(sizes: list[int], repeats: int, warmup: int = 1, thp: bool = False) 
                 if method == "frames":
                     send_frame(sender, {"type": "data"}, {"x": tensor})
                 else:
-                    sender.sendall(memoryview(tensor.view(torch.uint8).numpy()))
+                    sender.sendall(memoryview(tensor.view(torch.uint8).numpy()))  # type: ignore[arg-type]  # numpy's stubs: a buffer only on 3.12+
                 if sender.recv_into(ack) != 1:
                     raise ConnectionError("the receiving process closed the connection")
                 elapsed = time.perf_counter() - t0

@@ -12,6 +12,7 @@ def reference() -> nn.Module:
 
 def to_chain(tv: nn.Module) -> ChainModel:
     # torchvision's forward calls torch.flatten between avgpool and classifier: made explicit here.
-    named = [*leaves(tv.features, "features"), ("avgpool", tv.avgpool), ("flatten", nn.Flatten(1)),
-             *leaves(tv.classifier, "classifier")]
+    # get_submodule is typed as a Module; tv.features would be Tensor | Module to a type checker
+    named = [*leaves(tv.get_submodule("features"), "features"), ("avgpool", tv.get_submodule("avgpool")),
+             ("flatten", nn.Flatten(1)), *leaves(tv.get_submodule("classifier"), "classifier")]
     return ChainModel("alex_net", [m for _, m in named], [n for n, _ in named])

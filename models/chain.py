@@ -125,7 +125,7 @@ def weights_fingerprint(tensors: Iterable[torch.Tensor]) -> str:
     for tensor in tensors:
         t = tensor.detach().cpu().contiguous()
         digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]  # numpy's stubs: a buffer only on 3.12+
     return digest.hexdigest()
 
 

@@ -8,9 +8,10 @@ composition is bitwise equal to the whole model (tested).
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import fx, nn
@@ -147,14 +148,15 @@ class DagModel(SplitModel):
     def eval_node(self, node: fx.Node, env: dict[str, torch.Tensor]) -> torch.Tensor:
         args = fx.node.map_arg(node.args, lambda n: env[n.name])
         kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n.name])
+        # fx: the target is a callable for call_function, a name (str) for the other ops
         if node.op == "call_module":
-            return self.graph_module.get_submodule(node.target)(*args, **kwargs)
+            return self.graph_module.get_submodule(cast(str, node.target))(*args, **kwargs)
         if node.op == "call_function":
-            return node.target(*args, **kwargs)
+            return cast(Callable[..., torch.Tensor], node.target)(*args, **kwargs)
         if node.op == "call_method":
-            return getattr(args[0], node.target)(*args[1:], **kwargs)
+            return getattr(args[0], cast(str, node.target))(*args[1:], **kwargs)
         if node.op == "get_attr":
-            return getattr(self.graph_module, node.target)
+            return getattr(self.graph_module, cast(str, node.target))
         raise ValueError(f"cannot run node {node.name} ({node.op})")
 
     def crossing(self, edge_nodes: Iterable[str]) -> list[str]:
@@ -209,7 +211,7 @@ def _without_inplace(graph_module: fx.GraphModule) -> fx.GraphModule:
     cloud node should read as it was. The values are identical either way."""
     for module in graph_module.modules():
         if getattr(module, "inplace", False):
-            module.inplace = False
+            module.inplace = False  # type: ignore[assignment]  # torch types module attributes as Tensor | Module
     for node in graph_module.graph.nodes:
         if node.kwargs.get("inplace"):
             node.kwargs = {**node.kwargs, "inplace": False}

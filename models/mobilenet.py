@@ -13,7 +13,8 @@ def reference() -> nn.Module:
 
 def to_chain(tv: nn.Module) -> ChainModel:
     # torchvision's forward pools and flattens functionally before the classifier.
-    named = [*leaves(tv.features, "features", keep=(InvertedResidual,)),
+    # (get_submodule is typed as a Module; tv.features would be Tensor | Module to a type checker)
+    named = [*leaves(tv.get_submodule("features"), "features", keep=(InvertedResidual,)),
              ("avgpool", nn.AdaptiveAvgPool2d((1, 1))), ("flatten", nn.Flatten(1)),
-             *leaves(tv.classifier, "classifier")]
+             *leaves(tv.get_submodule("classifier"), "classifier")]
     return ChainModel("mobile_net", [m for _, m in named], [n for n, _ in named])

@@ -161,13 +161,20 @@ def dag_partition_document(planner: Planner, link: Link, objective: Objective = 
     if power is not None:
         all_edge = planner.prefix_cost(model.num_units, link, objective)
         all_cloud = planner.prefix_cost(0, link, objective)
-        doc.update(energy_mj=round(plan.energy_mj, 4), edge_only_energy_mj=round(all_edge.energy_mj, 4),
-                   cloud_only_energy_mj=round(all_cloud.energy_mj, 4), **_power_fields(power))
+        doc.update(energy_mj=_energy_mj(plan), edge_only_energy_mj=_energy_mj(all_edge),
+                   cloud_only_energy_mj=_energy_mj(all_cloud), **_power_fields(power))
         for other in OBJECTIVES:
             best = plan if other == objective.name else planner.best(link, Objective(other, power))
             doc[f"best_{other}"] = {"edge_nodes": best.cut_point, "crossing": list(best.crossing),
-                                    "total_ms": round(best.total_ms, 4), "energy_mj": round(best.energy_mj, 4)}
+                                    "total_ms": round(best.total_ms, 4), "energy_mj": _energy_mj(best)}
     return doc
+
+
+def _energy_mj(plan: Plan) -> float:
+    """The plan's modelled energy, rounded: there is one when its objective has powers."""
+    if plan.energy_mj is None:
+        raise ValueError(f"no modelled energy for {plan.label}: its objective has no powers")
+    return round(plan.energy_mj, 4)
 
 
 def format_dag_partition(d: dict) -> str:

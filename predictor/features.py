@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import nn
@@ -65,8 +66,9 @@ def op_spec(module: nn.Module, in_shape: tuple[int, ...]) -> dict:
     kind = op_kind(module)
     spec: dict = {"kind": kind, "in_shape": list(in_shape)}
     if kind in ("conv", "dwconv"):
-        spec.update(cout=module.out_channels, kernel=module.kernel_size[0], stride=module.stride[0],
-                    padding=module.padding[0], groups=module.groups, bias=module.bias is not None)
+        conv = cast(nn.Conv2d, module)  # op_kind checked; torch types module attributes as Tensor | Module
+        spec.update(cout=conv.out_channels, kernel=conv.kernel_size[0], stride=conv.stride[0],
+                    padding=conv.padding[0], groups=conv.groups, bias=conv.bias is not None)
     elif kind == "linear":
         spec.update(out_features=module.out_features, bias=module.bias is not None)
     elif kind == "maxpool":
@@ -88,6 +90,7 @@ def build_op(spec: dict) -> tuple[Callable[..., torch.Tensor], tuple[torch.Tenso
     """A runnable layer for `spec` and an input for it (random values; cost does not depend on them)."""
     kind, in_shape = spec["kind"], spec["in_shape"]
     x = torch.randn(in_shape)
+    layer: nn.Module
     if kind in ("conv", "dwconv"):
         layer = nn.Conv2d(in_shape[1], spec["cout"], spec["kernel"], spec["stride"], spec["padding"],
                           groups=spec["groups"], bias=spec["bias"])

@@ -107,7 +107,7 @@ def timed_dag_pass(model: DagModel, x: torch.Tensor) -> tuple[torch.Tensor, list
     return env[model.output_name], records
 
 
-def profile_chains(jobs: list[tuple[str, nn.Sequential, tuple[int, ...]]],
+def profile_chains(jobs: list[tuple[str, nn.Sequential | DagModel, tuple[int, ...]]],
                    settings: ProfileSettings, flush: CacheFlusher, desc: str = "profiling") -> list[dict]:
     """Median time of each op of each (source, chain, input shape) over cold-cache passes.
 
@@ -124,8 +124,7 @@ def profile_chains(jobs: list[tuple[str, nn.Sequential, tuple[int, ...]]],
             chain_runs = []
             for i in range(settings.warmup + settings.repeats):
                 flush()
-                run = timed_dag_pass if isinstance(chain, DagModel) else timed_pass
-                out, records = run(chain, x.clone())
+                out, records = timed_dag_pass(chain, x.clone()) if isinstance(chain, DagModel) else timed_pass(chain, x.clone())
                 if i == 0 and not torch.allclose(out, expected, rtol=1e-4, atol=1e-5):
                     raise AssertionError(f"op-by-op pass of {source} does not reproduce its forward")
                 if i >= settings.warmup:
@@ -142,17 +141,17 @@ def profile_chains(jobs: list[tuple[str, nn.Sequential, tuple[int, ...]]],
     return rows
 
 
-def workloads(settings: ProfileSettings) -> list[tuple[str, nn.Sequential, tuple[int, ...]]]:
+def workloads(settings: ProfileSettings) -> list[tuple[str, nn.Sequential | DagModel, tuple[int, ...]]]:
     """(source label, chain, input shape) for every pass the profile times."""
-    out = []
+    out: list[tuple[str, nn.Sequential | DagModel, tuple[int, ...]]] = []
     for name in MODEL_NAMES:
         model = get_dnn_model(name)
         for res in settings.resolutions:
             out.append((f"{name}@{res}", model, (1, 3, res, res)))
     for name in DAG_MODEL_NAMES:  # their convs, pools, adds and concatenations, in their graphs
-        model = get_dag_model(name)
+        dag = get_dag_model(name)
         for res in settings.resolutions:
-            out.append((f"{name}@{res}", model, (1, 3, res, res)))
+            out.append((f"{name}@{res}", dag, (1, 3, res, res)))
     for width in settings.mobilenet_widths:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)

@@ -178,7 +178,7 @@ def _group_names(names: list[str], base: str) -> list[str]:
 def _read_book(path) -> list[tuple[str, list[str], list[list]]]:
     """Every sheet as (name, header, rows); rows padded to the header's width."""
     book = xlrd.open_workbook(str(path))
-    sheets = []
+    sheets: list[tuple[str, list[str], list[list]]] = []
     for sheet in book.sheets():
         if sheet.nrows == 0:
             sheets.append((sheet.name, [], []))

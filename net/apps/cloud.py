@@ -16,7 +16,7 @@ from models import ALL_MODEL_NAMES, MODEL_NAMES
 from net.apps.cli import add_connection_args, model_weights_arg, port_arg
 from net.cloud.monitor import MonitorServer, monitor_port_for
 from net.cloud.server import DEFAULT_HOST, DEFAULT_PORT, CloudServer
-from net.server.framework import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS
+from net.server.framework import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, FrameServer
 from net.wire import auth
 from net.wire.protocol import DEFAULT_MAX_FRAME_BYTES, HEADER_TIMEOUT_S, MIN_RATE_BPS
 from utils.device import DeviceError, resolve_device
@@ -122,7 +122,7 @@ def main(argv=None, description: str = "", with_monitor: bool = False) -> int:
                         format="%(asctime)s %(name)s: %(message)s")
     server = start_cloud(args)
     host, port = server.address
-    servers = [server]
+    servers: list[FrameServer] = [server]
     print(f"cloud serving on {host}:{port} ({args.device}, {torch.get_num_threads()} thread(s)); "
           "Ctrl-C to stop", flush=True)
     if with_monitor:

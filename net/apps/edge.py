@@ -143,6 +143,7 @@ def _run(args, model, x, host: str, port: int) -> int:
     planner = planner_for(model, edge, cloud, args.edge_slowdown)
     shaping = args.bandwidth is not None and not args.no_shaping
     pacer = LinkPacer(args.bandwidth) if shaping else None
+    client: CloudClient | None  # None once the cloud is found unavailable
     client = CloudClient(host, port, pacer=pacer, rtt_ms=args.rtt if shaping else 0.0,
                          token=auth.token_from(args.token), weights=(model.name, model.fingerprint),
                          timeout_s=args.timeout, expected_mbps=args.bandwidth,

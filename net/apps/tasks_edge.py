@@ -139,7 +139,8 @@ def _run(args, tasks, x, cloud_address, monitor_address, trace) -> int:
     pacer = LinkPacer(shaped_mbps) if shaped_mbps else None
     rtt_ms = args.rtt
     token = auth.token_from(args.token)
-    client = CloudClient(*cloud_address, pacer=pacer, rtt_ms=rtt_ms if pacer else 0.0, token=token,
+    host, port = cloud_address
+    client = CloudClient(host, port, pacer=pacer, rtt_ms=rtt_ms if pacer else 0.0, token=token,
                          timeout_s=args.timeout)
     runner = TaskRunner(client, edge, cloud, x, rtt_ms, args.edge_slowdown, dict(args.weights), args.objective)
     for name, path in args.weights:  # a weights file that does not load: one line, before any task
@@ -152,6 +153,7 @@ def _run(args, tasks, x, cloud_address, monitor_address, trace) -> int:
     started_wall, started = time.time(), time.monotonic()
     tracker = None
     if trace:
+        assert pacer is not None  # shaped at the trace's first bandwidth, which is > 0
         replay_trace(scheduler, pacer, trace, started_wall)
     if fixed_mbps is None:
         tracker = BandwidthTracker(scheduler, [monitor_address, cloud_address], pacer,

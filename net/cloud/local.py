@@ -60,8 +60,11 @@ class LocalCloud:
         pipe); a select() on the pipe would miss lines already in the reader's buffer."""
         lines: queue.Queue[str] = queue.Queue()
 
+        stdout = self.process.stdout
+        assert stdout is not None  # Popen(stdout=PIPE)
+
         def pump() -> None:
-            for text in self.process.stdout:
+            for text in stdout:
                 lines.put(text)
             lines.put("")  # end of file: the child exited
 

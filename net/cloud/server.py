@@ -67,7 +67,7 @@ class CloudServer(FrameServer):
                  max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, **kwargs):
         self.models = ModelCache(torch.device(device), weights)
         super().__init__(host, port, max_frame_bytes, **kwargs)
-        self.load = LoadMeter()
+        self.load: LoadMeter = LoadMeter()  # a cloud always knows its load
         self.served = 0  # inference requests answered: behind a balancer, who served how many
         self._served_lock = threading.Lock()
         self.handlers.update(hello=self._hello, infer=self._infer, stats=self._stats)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import math
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import torch
 
@@ -66,7 +68,7 @@ class BadReply(ValueError):
     range, not finite): the request failed, as if the connection had."""
 
 
-def _is_number(value) -> bool:
+def _is_number(value) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -165,7 +167,7 @@ class CloudClient:
         self.token, self.weights = token, weights
         self.timeout_s, self.expected_mbps = timeout_s, expected_mbps
         self.num_classes = dict(num_classes or {})
-        self.notify = None  # notify(text): told before an upload expected to take a while
+        self.notify: Callable[[str], None] | None = None  # notify(text): told before an upload expected to take a while
         self.cloud_load = 1.0  # the load factor of the cloud's latest reply (net/load.py)...
         self.cloud_load_at = 0.0  # ...and when it came (time.monotonic())
         self._channel: auth.SecureChannel | None = None
@@ -260,6 +262,7 @@ class CloudClient:
         limits: (max reply bytes, validate(reply header)), checked before the reply's body."""
         if self._sock is None:
             self.connect()
+        assert self._sock is not None  # connect() sets it or raises
         send = self._channel.send if self._channel else send_frame
         receive = self._channel.recv if self._channel else (lambda s, **kw: recv_frame(s, **kw))
         upload = sum(t.numel() * t.element_size() for t in (tensors or {}).values())

@@ -125,13 +125,16 @@ def collaborative_inference(model: SplitModel, planner: Planner, x: torch.Tensor
             emulate_slowdown(started, edge_slowdown)
             measured.edge += (time.perf_counter() - t0) * 1e3
     measured.total = (time.perf_counter() - t_ready) * 1e3
+    if top5 is None:  # the output was computed here: the cloud replied with top5 otherwise
+        assert logits is not None
+        top5 = top_k(logits)
     cut_layer, crossing = model.describe(partition)
     return EdgeReport(
         model=model.name, cut_point=partition.cut_point, num_units=model.num_units, cut_layer=cut_layer,
         bandwidth_mbps=bandwidth_mbps,
         rtt_ms=link.rtt_ms, cloud_load=link.cloud_load, transfer_bytes=transfer_bytes,
         predicted_ms=Times(predicted.edge_ms, predicted.transfer_ms, predicted.cloud_ms, predicted.total_ms),
-        measured_ms=measured, top5=top5 or top_k(logits), fallback=fallback_reason is not None,
+        measured_ms=measured, top5=top5, fallback=fallback_reason is not None,
         fallback_reason=fallback_reason, retries=retries, crossing=crossing,
         overhead_ms=measured.total - measured.edge - measured.transfer - measured.cloud,
         objective=objective.name, energy_mj=_energy(objective, predicted.energy_mj, measured, link.rtt_ms),

@@ -29,7 +29,7 @@ def load_trace(path: str | Path) -> list[TracePoint]:
     reader = csv.DictReader(line for _, line in numbered)
     if reader.fieldnames is None or not {"time_s", "bandwidth_mbps"} <= set(reader.fieldnames):
         raise TraceError(f"{path}: a bandwidth trace needs the columns time_s,bandwidth_mbps")
-    points = []
+    points: list[TracePoint] = []
     for line_no, row in zip(line_numbers, reader):
         try:
             point = TracePoint(float(row["time_s"]), float(row["bandwidth_mbps"]))

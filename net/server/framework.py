@@ -14,6 +14,7 @@ import socketserver
 import threading
 import time
 from collections.abc import Callable
+from typing import Self, cast
 
 import torch
 
@@ -122,7 +123,7 @@ class FrameServer(socketserver.ThreadingTCPServer):
 
     @property
     def address(self) -> tuple[str, int]:
-        return self.server_address[:2]
+        return cast(tuple[str, int], self.server_address[:2])  # TCP: (host, port[, flow, scope])
 
     def admit(self, sock: socket.socket) -> bool:
         with self._count_lock:
@@ -166,6 +167,7 @@ class FrameServer(socketserver.ThreadingTCPServer):
         hello's PRE_AUTH_FIELDS are looked at: the rest of it (a model to check, which may have
         to be built) only once the peer has proved the token. Returns None when that check
         refused the peer (the refusal has been sent)."""
+        assert self.token is not None  # serve_connection handshakes only when there is a token
 
         def expect(kind: str):
             def check(header: dict) -> None:
@@ -278,7 +280,7 @@ class FrameServer(socketserver.ThreadingTCPServer):
             if self._stopping:
                 return
 
-    def start(self) -> FrameServer:
+    def start(self) -> Self:
         """Serve in a background thread; returns self (for `with Server(...).start() as s:`)."""
         self._thread = threading.Thread(target=self.serve_forever, name=self.role, daemon=True)
         self._thread.start()
@@ -312,7 +314,7 @@ class FrameServer(socketserver.ThreadingTCPServer):
 # --- bandwidth probes: answered by the cloud on its main port and by the monitor server --------
 
 def _validate_probe(header: dict) -> None:
-    entries = header.get("tensors")
+    entries = header["tensors"]  # a list: recv_frame checks it before it validates
     if (len(entries) != 1 or entries[0]["name"] != "data" or entries[0]["dtype"] != "uint8"
             or len(entries[0]["shape"]) != 1):
         raise RequestError("bad_request", "a probe carries one 1-D uint8 tensor named 'data'")

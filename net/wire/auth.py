@@ -17,6 +17,7 @@ import hmac
 import json
 import os
 import secrets
+from typing import TypeGuard
 
 import torch
 
@@ -44,7 +45,7 @@ def proofs_match(expected: str, got) -> bool:
     return isinstance(got, str) and hmac.compare_digest(expected, got)
 
 
-def valid_nonce(value) -> bool:
+def valid_nonce(value) -> TypeGuard[str]:
     return isinstance(value, str) and len(value) == 2 * NONCE_BYTES and all(c in "0123456789abcdef" for c in value)
 
 
@@ -61,7 +62,7 @@ class SecureChannel:
         mac.update(json.dumps(header, sort_keys=True, separators=(",", ":")).encode())
         for name, tensor in tensors.items():
             mac.update(f"{name}|{tensor.dtype}|{list(tensor.shape)}|".encode())
-            mac.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+            mac.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]  # numpy's stubs: a buffer only on 3.12+
         return mac.hexdigest()
 
     def send(self, sock, header: dict, tensors: dict[str, torch.Tensor] | None = None, pacer=None) -> int:

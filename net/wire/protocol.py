@@ -135,7 +135,7 @@ def send_frame(sock: socket.socket, header: dict, tensors: dict[str, torch.Tenso
         entries.append({"name": name, "dtype": dtype_name(tensor.dtype), "shape": list(tensor.shape)})
         # reshape(-1) also turns a 0-dim tensor into one element; bool has 1-byte elements.
         flat = tensor.detach().cpu().contiguous().reshape(-1)
-        views.append(memoryview(flat.view(torch.uint8).numpy()))
+        views.append(memoryview(flat.view(torch.uint8).numpy()))  # type: ignore[arg-type]  # numpy's stubs: a buffer only on 3.12+
     header_bytes = json.dumps({**header, "tensors": entries}, separators=(",", ":")).encode("utf-8")
     if len(header_bytes) > MAX_HEADER_BYTES:
         raise ProtocolError("bad_header", f"header is {len(header_bytes)} bytes, more than {MAX_HEADER_BYTES}")
@@ -205,7 +205,7 @@ def recv_frame(sock: socket.socket, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYT
             if sock.recv_into(first) == 0:
                 raise ConnectionClosed()
         except TimeoutError:
-            if deadline is not None and (idle_timeout_s is None or wait_s < idle_timeout_s):
+            if deadline is not None and (idle_timeout_s is None or (wait_s is not None and wait_s < idle_timeout_s)):
                 raise ProtocolError("timeout", f"no frame within {wait_s:.3g} s") from None
             raise ProtocolError("idle_timeout", f"no frame within {idle_timeout_s} s") from None
 
@@ -233,7 +233,8 @@ def recv_frame(sock: socket.socket, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYT
         else:
             tensors = {name: torch.empty(shape, dtype=DTYPES[dtype]) for name, dtype, shape in specs}
         for tensor in tensors.values():
-            _recv_exactly_into(sock, memoryview(tensor.reshape(-1).view(torch.uint8).numpy()), deadline, pace)
+            view = memoryview(tensor.reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]  # numpy's stubs: a buffer only on 3.12+
+            _recv_exactly_into(sock, view, deadline, pace)
         return header, tensors
     finally:
         sock.settimeout(saved_timeout)
@@ -301,7 +302,7 @@ def _recv_exactly_into(sock: socket.socket, view: memoryview, deadline: float | 
             pace.add(n)
 
 
-def _parse_header(raw: bytes) -> dict:
+def _parse_header(raw: bytes | bytearray) -> dict:
     try:
         header = json.loads(raw.decode("utf-8"))  # decode first: json.loads(bytes) also guesses UTF-16/32
     except (UnicodeDecodeError, ValueError, RecursionError) as e:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import operator
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -30,9 +31,9 @@ def node_spec(model: DagModel, name: str, in_shape: tuple[int, ...] | None = Non
         return None
     if node.op == "call_module":
         shape = in_shape or model.nodes[info.inputs[0]].out_shape
-        return op_spec(model.graph_module.get_submodule(node.target), tuple(shape))
+        return op_spec(model.graph_module.get_submodule(cast(str, node.target)), tuple(shape))  # fx: a module's name
     if node.op == "call_function" and node.target in _ELEMENTWISE:
-        spec = {"kind": _ELEMENTWISE[node.target], "in_shape": list(out_shape or info.out_shape)}
+        spec: dict = {"kind": _ELEMENTWISE[node.target], "in_shape": list(out_shape or info.out_shape)}
         if spec["kind"] == "relu":
             spec["inplace"] = bool(node.kwargs.get("inplace", False))
         return spec
@@ -44,7 +45,7 @@ def node_label(model: DagModel, name: str) -> str:
     the chain models' unit labels, so the plot shortens both alike."""
     node = model.fx_node(name)
     if node.op == "call_module":
-        kind = type(model.graph_module.get_submodule(node.target)).__name__
+        kind = type(model.graph_module.get_submodule(cast(str, node.target))).__name__  # fx: a module's name
     else:
         kind = getattr(node.target, "__name__", str(node.target))
     return f"{kind} ({name})"
@@ -52,6 +53,7 @@ def node_label(model: DagModel, name: str) -> str:
 
 class DagPlanner(Planner):
     """Predicted per-node latencies of a traced model; the best partition by one minimum cut."""
+    model: DagModel
 
     def __init__(self, model: DagModel, edge: LatencyPredictor, cloud: LatencyPredictor,
                  edge_slowdown: float = 1.0):

@@ -89,10 +89,16 @@ class DagCutSearch:
         aux = {u: 2 + len(names) + i for i, u in enumerate(producers)}
         self.num_vertices = 2 + len(names) + len(producers)
         self.names = names
-        tails, heads, kinds, refs = [], [], [], []
+        tails: list[int] = []
+        heads: list[int] = []
+        kinds: list[str] = []
+        refs: list[int] = []
 
         def arc(u: int, v: int, kind: str, ref: int = -1) -> None:
-            tails.append(u), heads.append(v), kinds.append(kind), refs.append(ref)
+            tails.append(u)
+            heads.append(v)
+            kinds.append(kind)
+            refs.append(ref)
 
         for i, name in enumerate(names):  # s -> v: v's cloud cost; v -> t: v's edge cost
             arc(0, index[name], "inf" if name == source else "cloud", i)
@@ -103,15 +109,15 @@ class DagCutSearch:
             arc(aux[u], index[v], "inf")
             arc(index[v], index[u], "inf")
         self.tails, self.heads = np.array(tails), np.array(heads)
-        kinds, refs = np.array(kinds), np.array(refs)
+        arc_kinds, arc_refs = np.array(kinds), np.array(refs)
         edge_ms = np.array([nodes[n].edge_ms for n in names], dtype=float)
         cloud_ms = np.array([nodes[n].cloud_ms for n in names], dtype=float)
         out_bytes = np.array([nodes[n].out_bytes for n in names], dtype=float)
-        self.infinite = kinds == "inf"
+        self.infinite = arc_kinds == "inf"
         # per arc: its edge-ms, cloud-ms and bytes parts (all but one are 0), weighed per decision
-        self.arc_edge_ms = np.where(kinds == "edge", edge_ms[refs], 0.0)
-        self.arc_cloud_ms = np.where(kinds == "cloud", cloud_ms[refs], 0.0)
-        self.arc_bytes = np.where(kinds == "send", out_bytes[refs], 0.0)
+        self.arc_edge_ms = np.where(arc_kinds == "edge", edge_ms[arc_refs], 0.0)
+        self.arc_cloud_ms = np.where(arc_kinds == "cloud", cloud_ms[arc_refs], 0.0)
+        self.arc_bytes = np.where(arc_kinds == "send", out_bytes[arc_refs], 0.0)
         self.all_edge_ms = float(edge_ms.sum())
 
     def arc_costs(self, bandwidth_mbps: float, cloud_load: float, weights: tuple[float, float, float]) -> np.ndarray:
