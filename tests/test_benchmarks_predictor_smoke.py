@@ -3,6 +3,7 @@ No timing is asserted here; the figures live in the README."""
 import pandas as pd
 
 from benchmarks import decision_time, model_latency, predictor_accuracy
+from predictor.regression import DATASET_DIR, read_dataset
 
 
 def test_model_latency_smoke(tmp_path):
@@ -26,4 +27,9 @@ def test_predictor_accuracy_smoke(tmp_path):
     predictor_accuracy.main(["--role", "cloud", "--folds", "2", "--out", str(out)])
     df = pd.read_csv(out)
     assert set(df.kind) == {"conv", "dwconv", "linear", "maxpool", "avgpool", "batchnorm", "relu", "add", "cat"}
-    assert (df.mape_pct >= 0).all()
+    # every regressor of a kind is scored on all of that kind's profile rows, and the shares agree
+    for kind, rows in df.groupby("kind"):
+        assert set(rows.n) == {len(read_dataset(DATASET_DIR / "cloud" / f"{kind}_lat.csv"))}
+    assert ((df.within_10_pct <= df.within_20_pct) & (df.within_20_pct <= 100)).all()
+    ours = df[df.regressor == "linear_weighted (ours)"].set_index("kind")
+    assert (ours.mape_pct < 100).all()  # a fit that is off by more than the latencies would be no fit

@@ -34,14 +34,24 @@ def predictors():
 
 
 @pytest.mark.parametrize("model, bandwidth_mbps, rtt_ms", [("le_net", 1.1, 0.0), ("vgg_net", 18.88, 20.0)])
-def test_cut_table_figure(tmp_path, predictors, model, bandwidth_mbps, rtt_ms):
+def test_cut_table_figure(tmp_path, predictors, model, bandwidth_mbps, rtt_ms, monkeypatch):
     planner = ChainPlanner(get_dnn_model(model), *predictors)
     units = planner.unit_rows()
     assert len(units) == planner.num_units
     assert units[0]["label"] == planner.labels[1] and units[-1]["out_bytes"] > 0  # unit N's real output
     assert [u["out_bytes"] for u in units[:-1]] == planner.cut_bytes[1:-1]
+    figures = capture_figures(monkeypatch)
     path = plot_cut_table(cut_table_document(planner, Link(bandwidth_mbps, rtt_ms)), units, tmp_path / f"{model}.png")
     assert_good_png(path)
+    # what is drawn, not only that a picture exists: panel (a) has an edge and a cloud bar per unit
+    # at the predicted heights, panel (b) the input's bar and one bar per unit's output size
+    ax_lat, ax_bytes = figures[0].axes[:2]
+    n = planner.num_units
+    heights = [bar.get_height() for bar in ax_lat.patches]
+    assert heights == pytest.approx([u["edge_ms"] for u in units] + [u["cloud_ms"] for u in units])
+    sizes = [bar.get_height() for bar in ax_bytes.patches]
+    assert len(sizes) == n + 1 and sizes[0] == planner.cut_bytes[0]
+    assert sizes[1:] == [u["out_bytes"] for u in units]
 
 
 def test_cut_table_rejects_mismatched_units(tmp_path, predictors):
