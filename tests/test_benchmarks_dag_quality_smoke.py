@@ -8,6 +8,8 @@ import pytest
 from benchmarks import dag_decision_quality as dq
 from predictor.planner.dag_cut import is_valid
 
+pytestmark = pytest.mark.slow  # real processes or benchmark runs: seconds each
+
 
 def read_rows(path):
     """(the provenance beside the CSV as '# key: value' lines, the rows as dicts of strings); the

@@ -2,10 +2,13 @@
 a few concurrent edges, one round of each arm. Structure and correctness only (every answer equal
 to local inference, the rows and columns written); no timing assertion."""
 
+import pytest
 import torch
 
 from benchmarks import load_aware_throughput as bench
 from tests.test_benchmarks_quality_smoke import read_rows
+
+pytestmark = pytest.mark.slow  # real processes or benchmark runs: seconds each
 
 
 def test_load_aware_throughput_tiny(tmp_path):

@@ -1,9 +1,12 @@
 """Smoke tests: each predictor benchmark runs on its smallest setting and writes its CSV.
 No timing is asserted here; the figures live in the README."""
 import pandas as pd
+import pytest
 
 from benchmarks import decision_time, model_latency, predictor_accuracy
 from predictor.regression import DATASET_DIR, read_dataset
+
+pytestmark = pytest.mark.slow  # real processes or benchmark runs: seconds each
 
 
 def test_model_latency_smoke(tmp_path):

@@ -2,7 +2,11 @@
 Structure only: no timing assertion (chosen/oracle is a measurement, not a property)."""
 from pathlib import Path
 
+import pytest
+
 from benchmarks import decision_quality, paper_figure
+
+pytestmark = pytest.mark.slow  # real processes or benchmark runs: seconds each
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -1,7 +1,11 @@
 """The throughput benchmarks run end to end on their smallest setting (no timing assertions)."""
 from pathlib import Path
 
+import pytest
+
 from benchmarks import cloud_concurrency, protocol_throughput
+
+pytestmark = pytest.mark.slow  # real processes or benchmark runs: seconds each
 
 
 def read_rows(path):

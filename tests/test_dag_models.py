@@ -24,12 +24,14 @@ def x():
     return torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(3))
 
 
+@pytest.mark.slow
 def test_traced_graph_equals_the_module(dag_models, x):
     for model in dag_models.values():
         with torch.no_grad():
             assert torch.equal(model.graph_module(x.clone()), model.module(x.clone()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", DAG_MODEL_NAMES)
 def test_every_prefix_cut_is_exact_and_some_send_several_tensors(dag_models, x, name):
     model = dag_models[name]

@@ -189,6 +189,7 @@ def test_dag_show_gives_both_partitions(capsys):
     assert doc["energy_mj"] <= min(doc["edge_only_energy_mj"], doc["cloud_only_energy_mj"]) + 1e-6
 
 
+@pytest.mark.slow
 def test_edge_api_reports_energy_and_chooses_for_it(capsys):
     from net.cloud.server import CloudServer
     from tests.test_online import run_edge

@@ -67,6 +67,7 @@ def test_full_sheets_continue_on_new_sheets_and_nothing_is_lost(tmp_path, monkey
     assert read_provenance(path) == {"seed": 1}
 
 
+@pytest.mark.slow
 def test_the_real_row_limit(tmp_path):
     """65,535 data rows fill the first sheet exactly; two more go to tasks_2 (about 3 s)."""
     assert excel_utils.MAX_ROWS_PER_SHEET == 65536

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 
+import pytest
 import torch
 
 from net.cloud.server import CloudServer
@@ -81,6 +82,7 @@ def test_edge_dying_mid_upload_frees_the_connection(chain_models):
             assert client.infer("le_net", model.fingerprint, 12, torch.zeros(1, 84)).top5
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_the_request_in_flight_then_exits_0(image_batch):
     proc = subprocess.Popen([sys.executable, "cloud_api.py", "-p", "0", "--threads", "1", "--preload", "vgg_net"],
                             cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -117,6 +119,7 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(image_batch):
         proc.stderr.close()
 
 
+@pytest.mark.slow
 def test_many_edges_many_requests_nothing_lost(chain_models):
     """The load case at test size (8 edges x 5 requests; 16 x 25 runs in the benchmarks)."""
     model = chain_models["alex_net"]

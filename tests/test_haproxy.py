@@ -19,8 +19,8 @@ from predictor.planner import ChainPlanner
 from utils.classes import top_k
 from utils.provenance import REPO_ROOT
 
-pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None,
-                                reason="haproxy is not installed (apt-get install haproxy; .ci/run does)")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("haproxy") is None,
+                                reason="haproxy is not installed (apt-get install haproxy; .ci/run does)")]
 
 
 def free_port() -> int:

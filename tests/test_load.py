@@ -29,6 +29,7 @@ def test_load_meter_rises_with_slow_requests_and_decays_when_idle(monkeypatch):
     assert meter.factor() == pytest.approx(1.0, abs=0.01)
 
 
+@pytest.mark.slow
 def test_a_busy_cloud_moves_the_cut_home_and_back(monkeypatch, chain_models, image_batch):
     monkeypatch.setattr(load_module, "HALF_LIFE_S", 0.3)
     edge_model, busy_model = chain_models["le_net"], chain_models["alex_net"]

@@ -38,6 +38,7 @@ def test_mobilenet_blocks_are_single_units(chain_models):
     assert sum(b.use_res_connect for b in blocks) == 10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_every_cut_is_exact(chain_models, image_batch, name):
     model = chain_models[name]
@@ -57,6 +58,7 @@ def test_partition_refuses_out_of_range(chain_models):
             model_partition(model, k)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_chain_equals_reference_with_loaded_state_dict(tmp_path, image_batch, name):
     """A torchvision state dict (other weights than the default) loads into the chain and gives
@@ -79,6 +81,7 @@ def test_chain_equals_reference_with_loaded_state_dict(tmp_path, image_batch, na
                                    rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_fingerprint_is_deterministic_across_processes(chain_models):
     code = "from models import get_dnn_model; print(get_dnn_model('le_net').fingerprint)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,

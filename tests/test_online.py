@@ -296,6 +296,7 @@ def test_cloud_api_port_in_use_and_cuda_are_one_line():
             main(["-d", "cuda", "-p", "0"])
 
 
+@pytest.mark.slow
 def test_imagenet_names_with_imagenet_shaped_weights(capsys, tmp_path, chain_models):
     from models import build_reference
     path = tmp_path / "alexnet.pth"

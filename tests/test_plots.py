@@ -112,6 +112,7 @@ def test_deployment_plot_alone_and_with_json(tmp_path, capsys):
     assert_good_png(path)
 
 
+@pytest.mark.slow
 def test_dag_model_plot_shows_every_prefix_and_where_the_min_cut_is(tmp_path, capsys, predictors):
     from models.dag import get_dag_model
     from predictor.energy import PowerProfile

@@ -141,6 +141,7 @@ def test_matching_pickle_loads_as_is():
     assert np.allclose(model.coef_, document["kinds"]["linear"]["coef"])
 
 
+@pytest.mark.slow
 def test_op_by_op_profile_reproduces_the_forward_pass(chain_models):
     settings = QUICK.__class__(resolutions=(224,), mobilenet_widths=(), linear_sweep=False,
                                warmup=0, repeats=1)
@@ -151,6 +152,7 @@ def test_op_by_op_profile_reproduces_the_forward_pass(chain_models):
     assert all(r["latency_ms"] > 0 for r in rows)
 
 
+@pytest.mark.slow
 def test_quick_profile_refits_from_scratch(tmp_path):
     from predictor.deploy import profile_and_fit
     held_out = profile_and_fit("edge", threads=1, quick=True, dataset_dir=tmp_path / "dataset",

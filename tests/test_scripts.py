@@ -13,6 +13,8 @@ from utils.classes import top_k
 from utils.image import load_image
 from utils.provenance import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # real processes or benchmark runs: seconds each
+
 PY = sys.executable
 
 

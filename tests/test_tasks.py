@@ -81,6 +81,7 @@ def make_runner(address, x):
     return TaskRunner(CloudClient(*address), edge, cloud, x)
 
 
+@pytest.mark.slow
 def test_runner_keeps_one_row_per_task_through_a_cloud_restart(image_batch, chain_models):
     with torch.no_grad():
         expected = {n: top_k(chain_models[n](image_batch.clone()))[0][0] for n in ("le_net", "alex_net")}
@@ -134,6 +135,7 @@ def test_percentile_is_nearest_rank():
     assert percentile([7.0], 95) == 7.0
 
 
+@pytest.mark.slow
 def test_tasks_run_to_the_end_with_reports_and_the_cut_follows_a_trace(tmp_path):
     """The scripts as a user runs them: tasks_cloud_api.py in a child process (--local-cloud),
     a trace that drops from 1000 to 5 Mbit/s after 0.3 s, reports written."""
