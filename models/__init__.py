@@ -7,7 +7,7 @@ from torch import nn
 
 from models import alexnet, efficientnet, fashion, lenet, mobilenet, vgg
 from models.chain import INPUT_SHAPE, ChainModel, model_partition, weights_fingerprint
-from models.weights import IMAGENET, WeightsUnavailable, categories, load_state_dict, preprocessing
+from models.weights import IMAGENET, WeightsUnavailable, categories, load_state_dict, model_input, preprocessing
 
 # Seed of the default weights: both sides build identical weights without sharing a file.
 WEIGHTS_SEED = 0
@@ -72,4 +72,4 @@ def get_model(name: str, weights: str | Path | None = None, device: str | torch.
 
 __all__ = ["ALL_MODEL_NAMES", "DAG_MODEL_NAMES", "IMAGENET", "INPUT_SHAPE", "MODEL_NAMES", "ChainModel", "UnknownModelError",
            "WeightsUnavailable", "build_reference", "categories", "check_model_name", "get_dnn_model", "get_model",
-           "input_shape", "model_partition", "preprocessing", "weights_fingerprint"]
+           "input_shape", "model_input", "model_partition", "preprocessing", "weights_fingerprint"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import torch
 from torch import nn
 from torchvision import transforms
 
@@ -28,6 +30,12 @@ PREPROCESS = transforms.Compose([
     transforms.ToTensor(),
     NORMALIZE,
 ])
+
+
+def batch_from_uint8(images: np.ndarray) -> torch.Tensor:
+    """uint8 [N, 28, 28] (the data set's) -> float32 [N, 1, 28, 28], as PREPROCESS prepares one
+    image: /255 (ToTensor), then NORMALIZE. Training and the accuracy benchmark use this."""
+    return NORMALIZE(torch.from_numpy(np.array(images, dtype=np.uint8)).unsqueeze(1).float().div(255))
 
 
 def _block(cin: int, cout: int) -> list[nn.Module]:

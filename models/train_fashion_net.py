@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from models import WEIGHTS_SEED, build_reference
-from models.fashion import MEAN, STD, WEIGHTS_FILE
+from models.fashion import WEIGHTS_FILE, batch_from_uint8
 from utils import fashion_mnist
 from utils.provenance import provenance
 
@@ -30,13 +31,6 @@ BATCH = 128
 LEARNING_RATE = 3e-3
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 [N, 28, 28] -> normalised float32 [N, 1, 28, 28], exactly as inference prepares them
-    (ToTensor's /255, then Normalize(MEAN, STD))."""
-    x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
-    return (x - MEAN) / STD
-
-
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> float:
     model.eval()
@@ -44,18 +38,21 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 10
     return correct / len(x)
 
 
-def train(epochs: int, seed: int = SEED, log=print) -> tuple[nn.Module, dict]:
+def train(epochs: int, seed: int = SEED, log=print, limit: int | None = None) -> tuple[nn.Module, dict]:
+    """fashion_net trained for `epochs` on the training images (the first `limit` of them, for a
+    quick check), with its test accuracy and the settings in a record."""
     train_images, train_labels = fashion_mnist.load("train")
+    train_images, train_labels = train_images[:limit], train_labels[:limit]
     test_images, test_labels = fashion_mnist.load("test")
-    x, y = to_tensor(train_images), torch.from_numpy(train_labels.astype(np.int64))
-    x_test, y_test = to_tensor(test_images), torch.from_numpy(test_labels.astype(np.int64))
+    x, y = batch_from_uint8(train_images), torch.from_numpy(train_labels.astype(np.int64))
+    x_test, y_test = batch_from_uint8(test_images), torch.from_numpy(test_labels.astype(np.int64))
     model = build_reference("fashion_net")  # the registry's seeded start (WEIGHTS_SEED)
     torch.manual_seed(seed)  # the order of the batches, the flips and the dropout
     steps = epochs * ((len(x) + BATCH - 1) // BATCH)
     optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=LEARNING_RATE, total_steps=steps)
     loss_fn = nn.CrossEntropyLoss()
-    t0 = time.perf_counter()
+    t0, cpu0, load0 = time.perf_counter(), time.process_time(), os.getloadavg()[0]
     for epoch in range(1, epochs + 1):
         model.train()
         order = torch.randperm(len(x))
@@ -73,12 +70,14 @@ def train(epochs: int, seed: int = SEED, log=print) -> tuple[nn.Module, dict]:
             total += float(loss.detach()) * len(idx)
         log(f"epoch {epoch:>2}/{epochs}: loss {total / len(x):.4f}, test accuracy "
             f"{accuracy(model, x_test, y_test):.4f}, {time.perf_counter() - t0:.0f} s")
-    train_s = time.perf_counter() - t0
+    train_s, cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
     model.eval()
     record = {"test_accuracy": accuracy(model, x_test, y_test), "test_images": len(x_test),
               "train_images": len(x), "epochs": epochs, "batch": BATCH, "learning_rate": LEARNING_RATE,
               "seed": seed, "init_seed": WEIGHTS_SEED, "train_seconds": round(train_s, 1),
-              "threads": torch.get_num_threads()}
+              "train_cpu_seconds": round(cpu_s, 1), "threads": torch.get_num_threads(),
+              # other work on the machine slows the wall clock: the 1-minute load at start and end
+              "load_average_start_end": [round(load0, 2), round(os.getloadavg()[0], 2)]}
     return model, record
 
 

@@ -27,7 +27,7 @@ from models import efficientnet, fashion
 IMAGENET = "imagenet"
 # Set to 1 to forbid downloading ImageNet weights (the tests do): a missing file is then an error.
 OFFLINE_ENV = "NEUROSURGEON_OFFLINE"
-DOWNLOAD_TIMEOUT_S = 20.0
+DOWNLOAD_TIMEOUT_S = 10.0
 
 # torchvision's weights enums of the models that have ImageNet weights there
 TORCHVISION_WEIGHTS = {"alex_net": "AlexNet_Weights", "vgg_net": "VGG16_BN_Weights",
@@ -167,3 +167,13 @@ def categories(name: str, spec: WeightsSpec = None) -> list[str] | None:
         return list(CLASSES)
     from utils.classes import imagenet_categories  # noqa: PLC0415
     return imagenet_categories()
+
+
+def model_input(name: str, spec: WeightsSpec = None, image: str | Path | None = None) -> torch.Tensor:
+    """The batch the model is run on: `image` prepared as the weights expect, or, without one, the
+    fixed random tensor of the model's input shape. utils.image.ImageError on a bad image."""
+    from models import input_shape  # noqa: PLC0415  (the registry imports this module)
+    from utils.image import fixed_input, load_image  # noqa: PLC0415
+    if image is None:
+        return fixed_input(input_shape(name))
+    return load_image(image, preprocessing(name, spec))

@@ -12,6 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from models import IMAGENET
 from net import auth
 from net.edge_client import CloudUnavailable
 from utils.provenance import REPO_ROOT
@@ -27,7 +28,7 @@ START_TIMEOUT_S = 180.0
 class LocalCloud:
     """`.address` (and `.monitor_address` with the monitor), `.threads`, `.process`."""
 
-    def __init__(self, preload: list[str], weights: dict[str, Path] | None = None, device: str = "cpu",
+    def __init__(self, preload: list[str], weights: dict[str, Path | str] | None = None, device: str = "cpu",
                  with_monitor: bool = False, token: bytes | None = None, threads: int | None = None):
         script = "tasks_cloud_api.py" if with_monitor else "cloud_api.py"
         cmd = [sys.executable, str(REPO_ROOT / script), "-i", "127.0.0.1", "-p", "0", "-d", device]
@@ -35,8 +36,8 @@ class LocalCloud:
             cmd += ["--threads", str(threads)]
         if preload:
             cmd += ["--preload", *preload]
-        for name, path in (weights or {}).items():
-            cmd += ["--weights", f"{name}={Path(path).resolve()}"]
+        for name, spec in (weights or {}).items():  # a file, or "imagenet" (torchvision's, from torch's cache)
+            cmd += ["--weights", f"{name}={spec if spec == IMAGENET else Path(spec).resolve()}"]
         env = {k: v for k, v in os.environ.items() if k != auth.TOKEN_ENV}
         if token is not None:  # by environment, not argv: other users can read a process's argv
             env[auth.TOKEN_ENV] = token.decode("utf-8")
