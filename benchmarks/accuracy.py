@@ -114,7 +114,7 @@ def fashion_rows(client: CloudClient, cuts, limit: int | None, transform, transf
 
 def photo_rows(client: CloudClient, cuts, transform, transform_name: str, log) -> list[dict]:
     model = get_dnn_model("efficient_net")
-    names = categories("efficient_net")
+    names = categories("efficient_net") or []  # real weights: ImageNet's 1000 names
     rows = []
     for photo in SAMPLE_IMAGES:
         x = model_input("efficient_net", None, photo)

@@ -26,7 +26,7 @@ from utils import fashion_mnist
 from utils.provenance import provenance
 
 SEED = 0
-DEFAULT_EPOCHS = 15
+DEFAULT_EPOCHS = 6
 BATCH = 128
 LEARNING_RATE = 3e-3
 

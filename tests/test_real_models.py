@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from models import categories, get_dnn_model, input_shape, model_input, model_partition, preprocessing
+from models import categories, input_shape, model_input, model_partition, preprocessing
 from models import efficientnet, fashion
 from models.efficientnet import MBConv
 from net.edge_client import CloudClient
