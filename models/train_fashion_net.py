@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     record = {**record, "command": command.strip(), **provenance()}
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"test accuracy {record['test_accuracy']:.4f} on {record['test_images']} images; trained in "
-          f"{record['train_seconds']:.0f} s at {record["threads"]} thread(s); wrote {args.out}")
+          f"{record['train_seconds']:.0f} s at {record['threads']} thread(s); wrote {args.out}")
     return 0
 
 
