@@ -66,6 +66,7 @@ def test_imagenet_weights_bring_their_own_transforms():
     assert model_weights.categories("alex_net") is None  # seeded weights: no class names
 
 
+@pytest.mark.slow
 def test_google_net_loads_torchvisions_file_with_its_auxiliary_heads(empty_torch_home, no_download):
     """torchvision's GoogLeNet file holds the training-only aux classifiers; we drop them, and its
     transform_input re-normalisation moves into the preprocessing (mean 0.5, std 0.5)."""

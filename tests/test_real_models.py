@@ -61,6 +61,7 @@ def test_efficient_net_default_weights_are_the_wheels(efficient):
     assert efficient.fingerprint == efficientnet.to_chain(ours).fingerprint
 
 
+@pytest.mark.slow
 def test_efficient_net_equals_the_2020_reference_on_the_sample_photos(efficient):
     """Our own code against the reference implementation (a test-only dependency)."""
     reference_impl = pytest.importorskip(
@@ -191,6 +192,7 @@ def test_the_cloud_refuses_an_imagenet_sized_tensor_for_fashion_net(cloud_server
 
 
 @needs_fashion_mnist
+@pytest.mark.slow
 def test_training_is_seeded_and_reproducible():
     from models.train_fashion_net import train
     first, record = train(epochs=1, limit=512, log=lambda *_: None)

@@ -60,7 +60,6 @@ def test_bad_image_is_one_line():
 
 
 @needs_fashion_mnist
-@pytest.mark.slow
 def test_accuracy_benchmark_checks_split_answers(tmp_path):
     from benchmarks import accuracy
     out_csv = tmp_path / "accuracy.csv"
