@@ -200,3 +200,17 @@ def test_training_is_seeded_and_reproducible():
     assert record["train_images"] == 512
     for a, b in zip(first.state_dict().values(), second.state_dict().values()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.slow
+def test_profiler_times_the_new_models_op_by_op(efficient, fashion_model):
+    """The profiler's op-by-op pass reproduces both forwards (it checks), with their own input
+    shapes, and finds only kinds the predictors have."""
+    from predictor.features import FEATURES, FREE_KINDS
+    from predictor.profiler import QUICK, CacheFlusher, profile_chains, workloads
+    settings = QUICK.__class__(resolutions=(160, 224), mobilenet_widths=(), linear_sweep=False, warmup=0, repeats=1)
+    rows = profile_chains([("efficient_net@224", efficient, (1, 3, 224, 224)),
+                           ("fashion_net@28", fashion_model, (1, 1, 28, 28))], settings, CacheFlusher(2**20))
+    assert {r["spec"]["kind"] for r in rows} <= set(FEATURES) - set(FREE_KINDS)
+    sources = [source for source, _, _ in workloads(settings)]
+    assert "fashion_net@28" in sources and "efficient_net@160" in sources and "fashion_net@160" not in sources
