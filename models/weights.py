@@ -128,7 +128,11 @@ def load_state_dict(name: str, spec: WeightsSpec) -> dict[str, torch.Tensor] | N
     path = weights_file(name, spec)
     if path is None:
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only, no code
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only, no code
+    except Exception as e:  # not a torch file, or one holding more than tensors: one line
+        raise WeightsUnavailable(f"cannot read {path} as a state dict ({type(e).__name__}: "
+                                 f"{(str(e).strip().splitlines() or [''])[0][:120]})") from None
     if not isinstance(state, dict):
         raise WeightsUnavailable(f"{path} holds a {type(state).__name__}, not a state dict")
     if name == "google_net":  # torchvision's file has the training-only auxiliary classifiers

@@ -214,3 +214,13 @@ def test_profiler_times_the_new_models_op_by_op(efficient, fashion_model):
     assert {r["spec"]["kind"] for r in rows} <= set(FEATURES) - set(FREE_KINDS)
     sources = [source for source, _, _ in workloads(settings)]
     assert "fashion_net@28" in sources and "efficient_net@160" in sources and "fashion_net@160" not in sources
+
+
+def test_a_file_that_is_no_state_dict_is_one_line(tmp_path):
+    from models import WeightsUnavailable, get_dnn_model
+    for content in (b"{}", b"\x00junk"):
+        path = tmp_path / "w.pt"
+        path.write_bytes(content)
+        with pytest.raises(WeightsUnavailable, match="cannot read .* as a state dict") as e:
+            get_dnn_model("fashion_net", path)
+        assert "\n" not in str(e.value)
