@@ -322,6 +322,7 @@ def main(argv=None) -> list[dict]:
                       f"{'wait ms':>7} {'s':>6}")
             print(header, flush=True)
             for name, model in models.items():
+                x = fixed_input(model.input_shape)  # each model's own input shape (fashion_net: 1x1x28x28)
                 planner = ChainPlanner(model, edge=edge_predictor, cloud=edge_predictor,
                                             edge_slowdown=args.edge_slowdown)
                 log(f"{name}: warming up both sides")

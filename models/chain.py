@@ -14,7 +14,8 @@ from torch import nn
 
 from models.split import Partition, PartitionError, SplitModel
 
-# Every model takes one RGB image at the torchvision reference resolution.
+# The input of the ImageNet models: one RGB image at the torchvision reference resolution. A model
+# may take another (fashion_net: one 28x28 grey image): each chain carries its own input_shape.
 INPUT_SHAPE = (1, 3, 224, 224)
 # The name of the one tensor a chain sends: the output of unit k (the input at k = 0).
 CHAIN_TENSOR = "x"
@@ -23,13 +24,14 @@ CHAIN_TENSOR = "x"
 class ChainModel(nn.Sequential, SplitModel):
     """nn.Sequential of units that remembers each unit's qualified name in the source model."""
 
-    def __init__(self, name: str, units: Sequence[nn.Module], unit_names: Sequence[str]):
+    def __init__(self, name: str, units: Sequence[nn.Module], unit_names: Sequence[str],
+                 input_shape: tuple[int, ...] = INPUT_SHAPE):
         super().__init__(*units)
         if len(units) != len(unit_names):
             raise ValueError("one name per unit")
         self.name = name
         self.unit_names = list(unit_names)
-        self.input_shape = INPUT_SHAPE
+        self.input_shape = tuple(input_shape)
         self._fingerprint: str | None = None
         self._out_shapes: list[tuple[int, ...]] | None = None
 

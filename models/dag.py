@@ -225,6 +225,8 @@ def get_dag_model(name: str, weights: str | Path | None = None) -> DagModel:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(DAG_SEED)
         module = _DAG_REGISTRY[name]()
-    if weights is not None:
-        module.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    from models.weights import load_state_dict  # noqa: PLC0415  (models.weights imports the registry's modules)
+    state = load_state_dict(name, weights)  # a file, "imagenet" (torchvision's), or None: seeded
+    if state is not None:
+        module.load_state_dict(state)
     return DagModel(name, module)

@@ -146,6 +146,9 @@ def workloads(settings: ProfileSettings) -> list[tuple[str, nn.Sequential | DagM
     out: list[tuple[str, nn.Sequential | DagModel, tuple[int, ...]]] = []
     for name in MODEL_NAMES:
         model = get_dnn_model(name)
+        if model.input_shape[1:] != (3, 224, 224):  # a fixed input of its own (fashion_net: 1x28x28)
+            out.append((f"{name}@{model.input_shape[-1]}", model, model.input_shape))
+            continue
         for res in settings.resolutions:
             out.append((f"{name}@{res}", model, (1, 3, res, res)))
     for name in DAG_MODEL_NAMES:  # their convs, pools, adds and concatenations, in their graphs

@@ -1,11 +1,16 @@
 """Shared fixtures. Tests that compare with torch.equal fix the thread count: PyTorch's CPU
 kernels may differ in the last bits between thread counts."""
+import os
+
 import pytest
 import torch
 
 from models import MODEL_NAMES, get_dnn_model
 
 TEST_THREADS = 2
+# Nothing downloads in tests: `--weights imagenet` without the file in torch's cache fails at once
+# (here and in every subprocess a test starts, which inherits the environment).
+os.environ["NEUROSURGEON_OFFLINE"] = "1"
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -7,11 +7,12 @@ from torch import nn
 from torchvision.models.mobilenetv2 import InvertedResidual
 
 from models import MODEL_NAMES, UnknownModelError, build_reference, get_dnn_model, model_partition
+from models.efficientnet import MBConv
 from utils.provenance import REPO_ROOT
 
 
 def test_registry_names():
-    assert MODEL_NAMES == ("alex_net", "vgg_net", "le_net", "mobile_net")
+    assert MODEL_NAMES == ("alex_net", "vgg_net", "le_net", "mobile_net", "efficient_net", "fashion_net")
 
 
 def test_unknown_model_lists_valid_names():
@@ -22,14 +23,14 @@ def test_unknown_model_lists_valid_names():
 
 
 @pytest.mark.parametrize("name, num_units", [("alex_net", 22), ("vgg_net", 53), ("le_net", 13),
-                                             ("mobile_net", 27)])
+                                             ("mobile_net", 27), ("efficient_net", 26), ("fashion_net", 17)])
 def test_chain_shape(chain_models, name, num_units):
     model = chain_models[name]
     assert len(model) == num_units == len(model.unit_names)
     assert list(model) == [model[i] for i in range(num_units)]
     assert not model.training
     for unit in model:  # a unit is a leaf layer, or one block with a skip connection
-        assert isinstance(unit, InvertedResidual) or not list(unit.children())
+        assert isinstance(unit, (InvertedResidual, MBConv)) or not list(unit.children())
 
 
 def test_mobilenet_blocks_are_single_units(chain_models):
@@ -42,6 +43,7 @@ def test_mobilenet_blocks_are_single_units(chain_models):
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_every_cut_is_exact(chain_models, image_batch, name):
     model = chain_models[name]
+    image_batch = batch_for(model, image_batch)
     with torch.no_grad():
         whole = model(image_batch.clone())
         for k in range(len(model) + 1):
@@ -49,6 +51,13 @@ def test_every_cut_is_exact(chain_models, image_batch, name):
             assert len(edge) == k and len(cloud) == len(model) - k
             out = cloud(edge(image_batch.clone()))
             assert torch.equal(out, whole), f"{name} cut at {k} differs from the whole model"
+
+
+def batch_for(model, image_batch):
+    """The session's 1x3x224x224 batch, or a seeded one of the model's own input shape."""
+    if tuple(image_batch.shape) == model.input_shape:
+        return image_batch
+    return torch.randn(model.input_shape, generator=torch.Generator().manual_seed(1234))
 
 
 def test_partition_refuses_out_of_range(chain_models):
@@ -64,6 +73,7 @@ def test_chain_equals_reference_with_loaded_state_dict(tmp_path, image_batch, na
     """A torchvision state dict (other weights than the default) loads into the chain and gives
     the reference architecture's output."""
     reference = build_reference(name)
+    image_batch = batch_for(get_dnn_model(name), image_batch)
     with torch.no_grad():
         for p in reference.parameters():
             p.mul_(0.9).add_(0.01)

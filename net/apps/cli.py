@@ -78,11 +78,20 @@ def slowdown_arg(text: str) -> float:
     return value
 
 
-def model_weights_arg(text: str) -> tuple[str, Path]:
+IMAGENET = "imagenet"  # the spelling of torchvision's ImageNet weights on the command line
+
+
+def weights_arg(text: str) -> str | Path:
+    """--weights: 'imagenet' (torchvision's, through torch's cache) or a state dict FILE."""
+    return IMAGENET if text.strip().lower() == IMAGENET else Path(text)
+
+
+def model_weights_arg(text: str) -> tuple[str, str | Path]:
     name, sep, path = text.partition("=")
     if not sep or name not in ALL_MODEL_NAMES or not path:
-        raise argparse.ArgumentTypeError(f"expected MODEL=FILE with MODEL one of {', '.join(ALL_MODEL_NAMES)}, got {text!r}")
-    return name, Path(path)
+        raise argparse.ArgumentTypeError(f"expected MODEL=FILE or MODEL=imagenet with MODEL one of "
+                                         f"{', '.join(ALL_MODEL_NAMES)}, got {text!r}")
+    return name, weights_arg(path)
 
 
 def port_arg(text: str) -> int:

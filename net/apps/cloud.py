@@ -12,7 +12,8 @@ import threading
 
 import torch
 
-from models import ALL_MODEL_NAMES, MODEL_NAMES
+from models import ALL_MODEL_NAMES, MODEL_NAMES, WeightsUnavailable
+from models.weights import weights_file
 from net.apps.cli import add_connection_args, model_weights_arg, port_arg
 from net.cloud.monitor import MonitorServer, monitor_port_for
 from net.cloud.server import DEFAULT_HOST, DEFAULT_PORT, CloudServer
@@ -28,8 +29,10 @@ READY_PREFIX = "ready "  # then a JSON object: the line a parent process waits f
 def build_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_connection_args(p, DEFAULT_HOST, DEFAULT_PORT)
-    p.add_argument("--weights", type=model_weights_arg, action="append", default=[], metavar="MODEL=FILE",
-                   help="torchvision state dict for MODEL (repeatable); default: seeded weights")
+    p.add_argument("--weights", type=model_weights_arg, action="append", default=[], metavar="MODEL=FILE|imagenet",
+                   help="state dict FILE for MODEL, or MODEL=imagenet: torchvision's ImageNet weights through "
+                        "torch's cache (repeatable); default: efficient_net and fashion_net their real "
+                        "weights, the others seeded ones")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
     p.add_argument("--max-frame-mb", type=float, default=DEFAULT_MAX_FRAME_BYTES / 2**20,
                    help="largest request accepted, MiB (default 64)")
@@ -68,9 +71,11 @@ def start_cloud(args) -> CloudServer:
         device = resolve_device(args.device)
     except DeviceError as e:
         raise SystemExit(f"error: {e}") from None
-    for name, path in args.weights:
-        if not path.is_file():
-            raise SystemExit(f"error: weights file for {name} not found: {path}")
+    for name, spec in args.weights:  # a missing file, or ImageNet weights not to be had: one line, now
+        try:
+            weights_file(name, spec)
+        except WeightsUnavailable as e:
+            raise SystemExit(f"error: {e}") from None
     torch.set_num_threads(max(1, args.threads))
     try:
         server = CloudServer(args.ip, args.port, device=device.type, weights=dict(args.weights),

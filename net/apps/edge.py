@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from models import ALL_MODEL_NAMES, get_model
+from models import ALL_MODEL_NAMES, WeightsUnavailable, categories, get_model, model_input
 from net.apps.cli import (
     add_connection_args,
     add_objective_args,
@@ -18,6 +18,7 @@ from net.apps.cli import (
     objective_from_args,
     positive_seconds,
     slowdown_arg,
+    weights_arg,
 )
 from net.cloud.local import LocalCloud
 from net.cloud.server import DEFAULT_HOST, DEFAULT_PORT
@@ -28,10 +29,9 @@ from net.emulation.link import LinkPacer
 from net.wire import auth
 from predictor import LatencyPredictor, Link, planner_for
 from predictor.deploy import DEFAULT_THREADS, warn_if_other_machine
-from utils.classes import imagenet_categories
 from utils.device import DeviceError, resolve_device
 from utils.errors import WEIGHTS_ERRORS, weights_error_line
-from utils.image import ImageError, fixed_input, load_image
+from utils.image import ImageError
 
 SPEEDTEST = "speedtest"
 
@@ -56,8 +56,14 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                    "to every request when shaping (default 0)")
     p.add_argument("--partition", type=int, metavar="K", help="force the cut: the edge runs units 1..K "
                    "(DAG models: the first K nodes in traced order)")
-    p.add_argument("--image", type=Path, help="JPEG/PNG to classify (default: a fixed random tensor)")
-    p.add_argument("--weights", type=Path, help="torchvision state dict for MODEL (both sides must hold it)")
+    p.add_argument("--image", type=Path, help="JPEG/PNG to classify, prepared as MODEL's weights expect "
+                   "(default: a fixed random tensor); china.jpg and flower.jpg name scikit-learn's sample "
+                   "photos when no such file is in the working directory")
+    p.add_argument("--weights", type=weights_arg, metavar="FILE|imagenet",
+                   help="state dict FILE for MODEL, or 'imagenet': torchvision's ImageNet weights (alex_net, "
+                        "vgg_net, mobile_net, res_net, google_net; downloaded once into torch's cache). Both "
+                        "sides must hold the same. Default: efficient_net and fashion_net their real weights, "
+                        "the others seeded ones")
     p.add_argument("--edge-slowdown", type=slowdown_arg, default=1.0, metavar="F",
                    help="emulate an edge F times slower than this machine (default 1)")
     p.add_argument("--local-cloud", action="store_true",
@@ -102,14 +108,16 @@ def main(argv=None, description: str = "") -> int:
     args.objective = objective_from_args(args, parser)
     try:
         device = resolve_device(args.device)
-        x = load_image(args.image) if args.image else fixed_input()
+        x = model_input(args.model, args.weights, args.image)
     except (DeviceError, ImageError) as e:
         parser.exit(2, f"error: {e}\n")
-    if args.weights is not None and not args.weights.is_file():
+    if isinstance(args.weights, Path) and not args.weights.is_file():
         parser.exit(2, f"error: weights file not found: {args.weights}\n")
     torch.set_num_threads(DEFAULT_THREADS["edge"])
     try:
         model = get_model(args.model, args.weights, device)
+    except WeightsUnavailable as e:
+        parser.exit(2, f"error: {e}\n")
     except WEIGHTS_ERRORS as e:
         parser.exit(2, f"error: {weights_error_line(e, args.weights, args.model)}\n")
     if args.partition is not None and not 0 <= args.partition <= model.num_units:
@@ -191,8 +199,8 @@ def _infer(args, model, planner, x, client, bandwidth_mbps, unavailable) -> Edge
 
 
 def _print(args, model, report: EdgeReport) -> int:
-    categories = imagenet_categories() if args.weights and model.num_classes == 1000 else None
-    print_report(report, categories)
+    names = categories(args.model, args.weights)  # real weights: class names; seeded: None
+    print_report(report, names if names and len(names) == model.num_classes else None)
     if args.json:
         print(json.dumps(report.to_json_dict()))
     return 0

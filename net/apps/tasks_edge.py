@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from models import ALL_MODEL_NAMES
+from models import ALL_MODEL_NAMES, WeightsUnavailable, model_input
+from models.weights import weights_file
 from net.apps.cli import (
     add_connection_args,
     add_objective_args,
@@ -43,7 +44,7 @@ from predictor import LatencyPredictor
 from predictor.deploy import DEFAULT_THREADS, warn_if_other_machine
 from utils.device import DeviceError, resolve_device
 from utils.errors import WEIGHTS_ERRORS, weights_error_line
-from utils.image import ImageError, fixed_input, load_image
+from utils.image import ImageError
 from utils.provenance import provenance
 
 
@@ -78,9 +79,12 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--rtt", type=non_negative_ms, default=0.0, help="round-trip time in ms (default 0)")
     p.add_argument("--edge-slowdown", type=slowdown_arg, default=1.0, metavar="F",
                    help="emulate an edge F times slower than this machine")
-    p.add_argument("--image", type=Path, help="JPEG/PNG every task classifies (default: a fixed tensor)")
-    p.add_argument("--weights", type=model_weights_arg, action="append", default=[], metavar="MODEL=FILE",
-                   help="torchvision state dict for MODEL (repeatable); the cloud must hold the same")
+    p.add_argument("--image", type=Path, help="JPEG/PNG every task classifies, prepared as each model's "
+                   "weights expect (default: a fixed tensor); china.jpg and flower.jpg name scikit-learn's "
+                   "sample photos when no such file is in the working directory")
+    p.add_argument("--weights", type=model_weights_arg, action="append", default=[], metavar="MODEL=FILE|imagenet",
+                   help="state dict FILE for MODEL, or MODEL=imagenet: torchvision's ImageNet weights "
+                        "(repeatable); the cloud must hold the same")
     p.add_argument("--local-cloud", action="store_true",
                    help="start tasks_cloud_api.py on free loopback ports for this run")
     p.add_argument("--report", type=Path, metavar="PATH",
@@ -106,14 +110,20 @@ def main(argv=None, description: str = "") -> int:
     args.objective = objective_from_args(args, parser)
     try:
         device = resolve_device(args.device)
-        x = (load_image(args.image) if args.image else fixed_input()).to(device)
         trace = load_trace(args.bandwidth_trace) if args.bandwidth_trace else None
-    except (DeviceError, ImageError, TraceError) as e:
+    except (DeviceError, TraceError) as e:
         parser.exit(2, f"error: {e}\n")
-    for name, path in args.weights:
-        if not path.is_file():
-            parser.exit(2, f"error: weights file for {name} not found: {path}\n")
+    for name, spec in args.weights:
+        try:
+            weights_file(name, spec)
+        except WeightsUnavailable as e:
+            parser.exit(2, f"error: {e}\n")
     tasks = args.tasks or draw_tasks(args.num_tasks, args.seed)
+    weights = dict(args.weights)
+    try:  # each model's input: its own shape, the image prepared as its weights expect
+        x = {name: model_input(name, weights.get(name), args.image).to(device) for name in set(tasks)}
+    except ImageError as e:
+        parser.exit(2, f"error: {e}\n")
     print(f"{len(tasks)} tasks: {', '.join(tasks)}", flush=True)
     torch.set_num_threads(DEFAULT_THREADS["edge"])
 

@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+from models import IMAGENET
 from net.edge.client import CloudUnavailable
 from net.wire import auth
 from utils.provenance import REPO_ROOT
@@ -28,7 +29,7 @@ START_TIMEOUT_S = 180.0
 class LocalCloud:
     """`.address` (and `.monitor_address` with the monitor), `.threads`, `.process`."""
 
-    def __init__(self, preload: list[str], weights: dict[str, Path] | None = None, device: str = "cpu",
+    def __init__(self, preload: list[str], weights: dict[str, Path | str] | None = None, device: str = "cpu",
                  with_monitor: bool = False, token: bytes | None = None, threads: int | None = None):
         module = "net.apps.tasks_cloud" if with_monitor else "net.apps.cloud"
         cmd = [sys.executable, "-m", module, "-i", "127.0.0.1", "-p", "0", "-d", device, "--ready-line"]
@@ -36,8 +37,8 @@ class LocalCloud:
             cmd += ["--threads", str(threads)]
         if preload:
             cmd += ["--preload", *preload]
-        for name, path in (weights or {}).items():
-            cmd += ["--weights", f"{name}={Path(path).resolve()}"]
+        for name, spec in (weights or {}).items():  # a file, or "imagenet" (torchvision's, from torch's cache)
+            cmd += ["--weights", f"{name}={spec if spec == IMAGENET else Path(spec).resolve()}"]
         env = {k: v for k, v in os.environ.items() if k != auth.TOKEN_ENV}
         if token is not None:  # by environment, not argv: other users can read a process's argv
             env[auth.TOKEN_ENV] = token.decode("utf-8")

@@ -103,7 +103,7 @@ class TaskRunner:
     client: CloudClient
     edge: LatencyPredictor
     cloud: LatencyPredictor
-    x: torch.Tensor
+    x: torch.Tensor | dict[str, torch.Tensor]  # one input for every model, or each model's own
     rtt_ms: float = 0.0
     edge_slowdown: float = 1.0
     weights: dict[str, Path] = field(default_factory=dict)
@@ -113,23 +113,27 @@ class TaskRunner:
     def model(self, name: str) -> tuple[SplitModel, Planner]:
         """Built once per name, warmed up, fingerprinted: tasks time inference, not start-up."""
         if name not in self._models:
-            model = get_model(name, self.weights.get(name), self.x.device)
+            x = self.input_for(name)
+            model = get_model(name, self.weights.get(name), x.device)
             planner = planner_for(model, self.edge, self.cloud, self.edge_slowdown)
-            model.warm_up(self.x.device)
+            model.warm_up(x.device)
             self._models[name] = (model, planner)
         return self._models[name]
+
+    def input_for(self, name: str) -> torch.Tensor:
+        return self.x[name] if isinstance(self.x, dict) else self.x
 
     def run_task(self, task: int, name: str, bandwidth_mbps: float | None, started: float) -> dict:
         model, planner = self.model(name)
         start_s = time.monotonic() - started
         if bandwidth_mbps is None:  # never measured: the cloud is unreachable, the edge does all
             link = None
-            report = collaborative_inference(model, planner, self.x, None, None, self.objective,
+            report = collaborative_inference(model, planner, self.input_for(name), None, None, self.objective,
                                              edge_slowdown=self.edge_slowdown,
                                              unavailable="uplink never measured: cloud unreachable")
         else:
             link = Link(bandwidth_mbps, self.rtt_ms)
-            report = collaborative_inference(model, planner, self.x, self.client, link, self.objective,
+            report = collaborative_inference(model, planner, self.input_for(name), self.client, link, self.objective,
                                              edge_slowdown=self.edge_slowdown)
         p, m = report.predicted_ms, report.measured_ms
         n = model.num_units
