@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from models import ALL_MODEL_NAMES
+from net.edge.client import DEFAULT_TIMEOUT_S
 from net.emulation.link import NETWORK_PRESETS_MBPS, parse_bandwidth
 from predictor.energy import OBJECTIVES, EdgePower, PowerProfile, PowerProfileError
 from predictor.planner import Objective
@@ -120,3 +121,11 @@ def positive_seconds(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
     return value
+
+
+def add_timeout_arg(p: argparse.ArgumentParser) -> None:
+    """The edge's patience with the cloud (edge_api.py and tasks_edge_api.py)."""
+    p.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT_S, metavar="S",
+                   help=f"how long the cloud may take to answer a request, beyond the expected upload "
+                        f"time at the uplink's rate (default {DEFAULT_TIMEOUT_S:g} s; the handshake gets S "
+                        "in all); then the request is sent once more, then the edge finishes it itself")

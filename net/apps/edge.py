@@ -13,17 +13,17 @@ from models import ALL_MODEL_NAMES, WeightsUnavailable, categories, get_model, m
 from net.apps.cli import (
     add_connection_args,
     add_objective_args,
+    add_timeout_arg,
     bandwidth_arg,
     non_negative_ms,
     objective_from_args,
-    positive_seconds,
     slowdown_arg,
     weights_arg,
 )
 from net.cloud.local import LocalCloud
 from net.cloud.server import DEFAULT_HOST, DEFAULT_PORT
 from net.edge.bandwidth import SpeedtestUnavailable, measure_bandwidth_mbps, speedtest_uplink_mbps
-from net.edge.client import DEFAULT_TIMEOUT_S, CloudClient, CloudRefused, CloudUnavailable
+from net.edge.client import CloudClient, CloudRefused, CloudUnavailable
 from net.edge.runner import EdgeReport, collaborative_inference
 from net.emulation.link import LinkPacer
 from net.wire import auth
@@ -71,10 +71,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--no-fallback", action="store_true",
                    help="exit non-zero instead of running locally when the cloud is unavailable")
     p.add_argument("--json", action="store_true", help="print the report as one JSON line at the end")
-    p.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT_S, metavar="S",
-                   help=f"how long the cloud may take to answer, beyond the expected upload time at the "
-                        f"uplink's rate (default {DEFAULT_TIMEOUT_S:g} s; the handshake gets S in all); "
-                        "then the request is sent once more, then the edge finishes it itself")
+    add_timeout_arg(p)
     add_objective_args(p)
     return p
 

@@ -15,18 +15,18 @@ from models.weights import weights_file
 from net.apps.cli import (
     add_connection_args,
     add_objective_args,
+    add_timeout_arg,
     bandwidth_arg,
     model_weights_arg,
     non_negative_ms,
     objective_from_args,
     port_arg,
-    positive_seconds,
     slowdown_arg,
 )
 from net.cloud.local import LocalCloud
 from net.cloud.monitor import monitor_port_for
 from net.cloud.server import DEFAULT_HOST, DEFAULT_PORT
-from net.edge.client import DEFAULT_TIMEOUT_S, CloudClient, CloudRefused, CloudUnavailable
+from net.edge.client import CloudClient, CloudRefused, CloudUnavailable
 from net.edge.tasks import (
     DEFAULT_INTERVAL_S,
     DEFAULT_NUM_TASKS,
@@ -90,10 +90,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, metavar="PATH",
                    help="write PATH.xls, PATH.csv (one row per task; provenance in "
                         "PATH.provenance.json) and PATH.png; a given .csv/.xls/.png suffix is dropped")
-    p.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT_S, metavar="S",
-                   help=f"how long the cloud may take to answer a task, beyond the expected upload "
-                        f"time at the uplink's rate (default {DEFAULT_TIMEOUT_S:g} s); then the task "
-                        "is sent once more, then finished on the edge")
+    add_timeout_arg(p)
     add_objective_args(p)
     return p
 
