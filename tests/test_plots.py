@@ -4,7 +4,7 @@ import struct
 import pytest
 
 import deployment
-from models import get_dnn_model
+from models import ALL_MODEL_NAMES, get_dnn_model
 from predictor import LatencyPredictor, Link, Objective
 from predictor.deploy import cut_table_document
 from predictor.planner import ChainPlanner
@@ -166,8 +166,8 @@ def test_the_energy_cut_figure_title_is_not_clipped(tmp_path, predictors, monkey
 def test_a_model_has_the_same_colour_in_every_run(tmp_path, monkeypatch):
     figures = capture_figures(monkeypatch)
     rows = synthetic_tasks(12)
-    plot_task_report(rows, tmp_path / "a.png")
-    plot_task_report([r for r in rows if r["model"] != "alex_net"], tmp_path / "b.png")  # le_net comes first now
+    plot_task_report(rows, tmp_path / "a.png", ALL_MODEL_NAMES)
+    plot_task_report([r for r in rows if r["model"] != "alex_net"], tmp_path / "b.png", ALL_MODEL_NAMES)  # le_net comes first now
 
     def colours(fig):
         legend = fig.axes[0].get_legend() or fig.legends[0]

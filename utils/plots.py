@@ -188,7 +188,7 @@ def _set_unit_ticks(ax, labels: list[str], best: int, width_in: float) -> None:
 
 # ----------------------------------------------------------------------------- task report
 
-def plot_task_report(rows: list[dict], path) -> Path:
+def plot_task_report(rows: list[dict], path, model_order: tuple[str, ...] = ()) -> Path:
     """The multi-task run: uplink bandwidth and chosen cut over time (top), measured against
     predicted total latency of each task (bottom), tasks that fell back to local marked."""
     if not rows:
@@ -202,7 +202,7 @@ def plot_task_report(rows: list[dict], path) -> Path:
     models = list(dict.fromkeys(r["model"] for r in rows))
     palette = ["#4C72B0", "#DD8452", "#55A868", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
     markers = ["o", "s", "^", "D", "v", "P", "X"]
-    style = {m: model_style(m, palette, markers) for m in models}
+    style = {m: model_style(m, palette, markers, model_order) for m in models}
 
     fig = Figure(figsize=(12, 8.5), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
@@ -302,13 +302,13 @@ def _fit_lines(fig: Figure, lines: list[str], fontsize: float) -> str:
     return "\n".join(textwrap.fill(line, width) for line in lines)
 
 
-def model_style(model: str, palette: list[str], markers: list[str]) -> tuple[str, str]:
-    """A colour and marker per model name, the same in every run and every report: the known
-    models by their place in the model list, any other by a hash of its name."""
+def model_style(model: str, palette: list[str], markers: list[str], model_order: tuple[str, ...] = ()) -> tuple[str, str]:
+    """A colour and marker per model name, the same in every run and every report: the models of
+    `model_order` (the caller's list of every model) by their place in it, any other by a hash of
+    its name."""
     import zlib
 
-    from models import ALL_MODEL_NAMES
-    i = ALL_MODEL_NAMES.index(model) if model in ALL_MODEL_NAMES else zlib.crc32(model.encode())
+    i = model_order.index(model) if model in model_order else zlib.crc32(model.encode())
     return palette[i % len(palette)], markers[i % len(markers)]
 
 

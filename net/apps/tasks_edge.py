@@ -220,5 +220,5 @@ def write_reports(path: Path, rows: list[dict], summary: list[dict], args) -> No
     xls, csv_path, png = (path.with_name(path.name + ext) for ext in (".xls", ".csv", ".png"))
     write_sheet(xls, header, rows, sheet_name="tasks", provenance=meta)
     write_csv(csv_path, header, rows, provenance=meta)
-    plot_task_report(rows, png)
+    plot_task_report(rows, png, ALL_MODEL_NAMES)
     print(f"wrote {xls}, {csv_path}, {png}")
