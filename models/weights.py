@@ -23,6 +23,7 @@ from torchvision import models as tv_models
 from torchvision import transforms
 
 from models import efficientnet, fashion
+from utils.errors import weights_error_line
 
 IMAGENET = "imagenet"
 # Set to 1 to forbid downloading ImageNet weights (the tests do): a missing file is then an error.
@@ -130,9 +131,9 @@ def load_state_dict(name: str, spec: WeightsSpec) -> dict[str, torch.Tensor] | N
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only, no code
-    except Exception as e:  # not a torch file, or one holding more than tensors: one line
-        raise WeightsUnavailable(f"cannot read {path} as a state dict ({type(e).__name__}: "
-                                 f"{(str(e).strip().splitlines() or [''])[0][:120]})") from None
+    except Exception as e:  # not a torch file, or one holding more than tensors: one line, and
+        # never torch's advice to load it unsafely
+        raise WeightsUnavailable(weights_error_line(e, path, name)) from None
     if not isinstance(state, dict):
         raise WeightsUnavailable(f"{path} holds a {type(state).__name__}, not a state dict")
     if name == "google_net":  # torchvision's file has the training-only auxiliary classifiers

@@ -95,7 +95,8 @@ def test_tasks_cloud_api_builds_the_models_before_it_says_it_serves():
                             stderr=subprocess.PIPE, text=True)
     try:
         building = proc.stderr.readline()
-        assert building.startswith("building alex_net, vgg_net, le_net, mobile_net before serving"), building
+        assert building.startswith("building alex_net, vgg_net, le_net, mobile_net, efficient_net, fashion_net "
+                                   "before serving"), building
         assert proc.stdout.readline().startswith("cloud serving on")
     finally:
         proc.send_signal(signal.SIGTERM)
