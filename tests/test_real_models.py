@@ -220,6 +220,6 @@ def test_a_file_that_is_no_state_dict_is_one_line(tmp_path):
     for content in (b"{}", b"\x00junk"):
         path = tmp_path / "w.pt"
         path.write_bytes(content)
-        with pytest.raises(WeightsUnavailable, match="cannot read .* as a state dict") as e:
+        with pytest.raises(WeightsUnavailable, match="cannot load .* into fashion_net: it is not a plain state dict") as e:
             get_dnn_model("fashion_net", path)
         assert "\n" not in str(e.value)
