@@ -4,8 +4,10 @@ a link and for an objective. The chain scan (planner/chain.py) and the DAG minim
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 from models.split import Partition, SplitModel
+from predictor.planner.codec_costs import ImageInfo
 from predictor.planner.values import LATENCY, Link, Objective, Plan
 
 
@@ -17,8 +19,15 @@ class Planner(ABC):
         return self.model.num_units
 
     @abstractmethod
-    def cost(self, partition: Partition, link: Link, objective: Objective = LATENCY) -> Plan:
-        """The predicted cost of `partition` (a chain: its cut point; a DAG: its edge nodes)."""
+    def cost(self, partition: Partition, link: Link, objective: Objective = LATENCY,
+             codec: str | None = None) -> Plan:
+        """The predicted cost of `partition` (a chain: its cut point; a DAG: its edge nodes),
+        its tensors coded with `codec`, or with the best of the allowed codecs when None."""
+
+    @abstractmethod
+    def configure_codecs(self, allowed: Sequence[str], image: ImageInfo | None = None) -> None:
+        """The codecs plans may use from now on (predictor.planner.codec_costs.allowed_codecs),
+        and the image in hand, if any (input codecs need it). Initially only `none`."""
 
     @abstractmethod
     def best(self, link: Link, objective: Objective = LATENCY) -> Plan:
