@@ -52,7 +52,9 @@ def test_two_terminals_then_sigterm(cloud_process, china_jpg):
               "--bandwidth", "lte", "--image", str(china_jpg), "--partition", "3", "--json")
     assert out.returncode == 0, out.stderr
     report = last_json(out.stdout)
-    assert report["cut_point"] == 3 and report["fallback"] is False and report["transfer_bytes"] > 290_400
+    assert report["cut_point"] == 3 and report["fallback"] is False and report["lossy"] is False
+    assert report["codec"] in ("none", "zstd")  # auto at budget 0: exact codecs only
+    assert report["transfer_bytes"] > report["coded_bytes"] == (290_400 if report["codec"] == "none" else report["coded_bytes"])
     with torch.no_grad():
         expected = top_k(get_dnn_model("le_net")(load_image(china_jpg)))
     assert_same_top5(report["top5"], expected)

@@ -11,9 +11,12 @@ import torch
 
 from models import ALL_MODEL_NAMES, get_model
 from net.apps.cli import (
+    add_codec_args,
     add_connection_args,
     add_objective_args,
     bandwidth_arg,
+    check_codec_args,
+    configure_codecs,
     non_negative_ms,
     objective_from_args,
     positive_seconds,
@@ -26,12 +29,13 @@ from net.edge.client import DEFAULT_TIMEOUT_S, CloudClient, CloudRefused, CloudU
 from net.edge.runner import EdgeReport, collaborative_inference
 from net.emulation.link import LinkPacer
 from net.wire import auth
+from net.wire.codecs import ImageSource
 from predictor import LatencyPredictor, Link, planner_for
 from predictor.deploy import DEFAULT_THREADS, warn_if_other_machine
 from utils.classes import imagenet_categories
 from utils.device import DeviceError, resolve_device
 from utils.errors import WEIGHTS_ERRORS, weights_error_line
-from utils.image import ImageError, fixed_input, load_image
+from utils.image import ImageError, fixed_input
 
 SPEEDTEST = "speedtest"
 
@@ -70,6 +74,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                         f"uplink's rate (default {DEFAULT_TIMEOUT_S:g} s; the handshake gets S in all); "
                         "then the request is sent once more, then the edge finishes it itself")
     add_objective_args(p)
+    add_codec_args(p)
     return p
 
 
@@ -90,6 +95,9 @@ def print_report(report: EdgeReport, categories: list[str] | None, out=None) -> 
         print(f"edge energy (modelled, not measured): predicted {e['predicted']:.1f} mJ, "
               f"from the measured times {e['from_measured_times']:.1f} mJ; cut chosen for "
               f"{report.objective}", file=out)
+    if report.codec != "none" or report.encode_ms or report.decode_ms:
+        print(f"codec {report.codec}{' (lossy)' if report.lossy else ' (exact)'}: {report.coded_bytes} coded bytes, "
+              f"encode {report.encode_ms:.2f} ms on the edge, decode {report.decode_ms:.2f} ms on the cloud", file=out)
     print(f"sent {report.transfer_bytes} bytes; top-5:", file=out)
     for index, score in report.top5:
         name = f"  {categories[index]}" if categories else ""
@@ -102,7 +110,8 @@ def main(argv=None, description: str = "") -> int:
     args.objective = objective_from_args(args, parser)
     try:
         device = resolve_device(args.device)
-        x = load_image(args.image) if args.image else fixed_input()
+        source = ImageSource.from_path(args.image) if args.image else None
+        x = source.tensor() if source is not None else fixed_input()
     except (DeviceError, ImageError) as e:
         parser.exit(2, f"error: {e}\n")
     if args.weights is not None and not args.weights.is_file():
@@ -114,6 +123,8 @@ def main(argv=None, description: str = "") -> int:
         parser.exit(2, f"error: {weights_error_line(e, args.weights, args.model)}\n")
     if args.partition is not None and not 0 <= args.partition <= model.num_units:
         parser.exit(2, f"error: --partition {args.partition} is outside 0..{model.num_units} for {args.model}\n")
+    check_codec_args(args, parser, model.num_units)
+    args.source = source if device.type == "cpu" else None  # image codecs decode on the CPU
     x = x.to(device)
     if args.bandwidth == SPEEDTEST:
         try:
@@ -186,8 +197,9 @@ def _run(args, model, x, host: str, port: int) -> int:
 def _infer(args, model, planner, x, client, bandwidth_mbps, unavailable) -> EdgeReport:
     link = None if bandwidth_mbps is None else Link(bandwidth_mbps, args.rtt)
     partition = None if args.partition is None else model.prefix(args.partition)
+    configure_codecs(planner, args, args.source, client is not None and client.same_image_decoder)
     return collaborative_inference(model, planner, x, client, link, args.objective, partition,
-                                   args.edge_slowdown, unavailable=unavailable)
+                                   args.edge_slowdown, unavailable=unavailable, source=args.source)
 
 
 def _print(args, model, report: EdgeReport) -> int:

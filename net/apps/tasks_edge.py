@@ -12,9 +12,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from models import ALL_MODEL_NAMES
 from net.apps.cli import (
+    add_codec_args,
     add_connection_args,
     add_objective_args,
     bandwidth_arg,
+    check_codec_args,
     model_weights_arg,
     non_negative_ms,
     objective_from_args,
@@ -39,11 +41,12 @@ from net.edge.tasks import (
 from net.emulation.link import LinkPacer
 from net.emulation.trace import TraceError, load_trace
 from net.wire import auth
+from net.wire.codecs import ImageSource
 from predictor import LatencyPredictor
 from predictor.deploy import DEFAULT_THREADS, warn_if_other_machine
 from utils.device import DeviceError, resolve_device
 from utils.errors import WEIGHTS_ERRORS, weights_error_line
-from utils.image import ImageError, fixed_input, load_image
+from utils.image import ImageError, fixed_input
 from utils.provenance import provenance
 
 
@@ -91,6 +94,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                         f"time at the uplink's rate (default {DEFAULT_TIMEOUT_S:g} s); then the task "
                         "is sent once more, then finished on the edge")
     add_objective_args(p)
+    add_codec_args(p)
     return p
 
 
@@ -104,9 +108,12 @@ def main(argv=None, description: str = "") -> int:
     if args.no_shaping and args.bandwidth is None:
         parser.error("--no-shaping goes with --bandwidth (a trace is always replayed on the emulated link)")
     args.objective = objective_from_args(args, parser)
+    check_codec_args(args, parser)
     try:
         device = resolve_device(args.device)
-        x = (load_image(args.image) if args.image else fixed_input()).to(device)
+        source = ImageSource.from_path(args.image) if args.image else None
+        x = (source.tensor() if source is not None else fixed_input()).to(device)
+        args.source = source if device.type == "cpu" else None  # image codecs decode on the CPU
         trace = load_trace(args.bandwidth_trace) if args.bandwidth_trace else None
     except (DeviceError, ImageError, TraceError) as e:
         parser.exit(2, f"error: {e}\n")
@@ -142,7 +149,8 @@ def _run(args, tasks, x, cloud_address, monitor_address, trace) -> int:
     host, port = cloud_address
     client = CloudClient(host, port, pacer=pacer, rtt_ms=rtt_ms if pacer else 0.0, token=token,
                          timeout_s=args.timeout)
-    runner = TaskRunner(client, edge, cloud, x, rtt_ms, args.edge_slowdown, dict(args.weights), args.objective)
+    runner = TaskRunner(client, edge, cloud, x, rtt_ms, args.edge_slowdown, dict(args.weights), args.objective,
+                        source=args.source, codec=args.codec, accuracy_budget=args.accuracy_budget)
     for name, path in args.weights:  # a weights file that does not load: one line, before any task
         try:
             runner.model(name)

@@ -21,7 +21,9 @@ from net.edge.client import DEFAULT_TIMEOUT_S, CloudClient, CloudRefused, CloudU
 from net.edge.runner import collaborative_inference
 from net.emulation.link import LinkPacer
 from net.emulation.trace import TracePoint
+from net.wire.codecs import ImageSource
 from predictor import LATENCY, LatencyPredictor, Link, Objective, Planner, planner_for
+from predictor.planner import ImageInfo, allowed_codecs
 
 log = logging.getLogger("neurosurgeon.tasks")
 DEFAULT_NUM_TASKS = 40
@@ -108,7 +110,22 @@ class TaskRunner:
     edge_slowdown: float = 1.0
     weights: dict[str, Path] = field(default_factory=dict)
     objective: Objective = LATENCY  # with the edge's powers, when known: energy in the rows
+    source: ImageSource | None = None  # the image file every task classifies, if given
+    codec: str = "auto"  # --codec
+    accuracy_budget: float = 0.0  # --accuracy-budget
     _models: dict[str, tuple[SplitModel, Planner]] = field(default_factory=dict)
+    _images: dict[tuple[str, ...], ImageInfo] = field(default_factory=dict)
+
+    def _configure_codecs(self, planner: Planner) -> None:
+        """The codecs this task may use: `file` once the cloud's hello showed the same image decoder."""
+        allowed = allowed_codecs(self.codec, self.accuracy_budget, self.source is not None,
+                                 self.client.same_image_decoder)
+        image = None
+        if self.source is not None:
+            image = self._images.get(allowed)
+            if image is None:
+                image = self._images[allowed] = ImageInfo.of(self.source, allowed)
+        planner.configure_codecs(allowed, image)
 
     def model(self, name: str) -> tuple[SplitModel, Planner]:
         """Built once per name, warmed up, fingerprinted: tasks time inference, not start-up."""
@@ -121,16 +138,17 @@ class TaskRunner:
 
     def run_task(self, task: int, name: str, bandwidth_mbps: float | None, started: float) -> dict:
         model, planner = self.model(name)
+        self._configure_codecs(planner)
         start_s = time.monotonic() - started
         if bandwidth_mbps is None:  # never measured: the cloud is unreachable, the edge does all
             link = None
             report = collaborative_inference(model, planner, self.x, None, None, self.objective,
-                                             edge_slowdown=self.edge_slowdown,
+                                             edge_slowdown=self.edge_slowdown, source=self.source,
                                              unavailable="uplink never measured: cloud unreachable")
         else:
             link = Link(bandwidth_mbps, self.rtt_ms)
             report = collaborative_inference(model, planner, self.x, self.client, link, self.objective,
-                                             edge_slowdown=self.edge_slowdown)
+                                             edge_slowdown=self.edge_slowdown, source=self.source)
         p, m = report.predicted_ms, report.measured_ms
         n = model.num_units
         energy = report.energy_mj or {}
@@ -144,6 +162,9 @@ class TaskRunner:
             "measured_edge_ms": m.edge, "measured_transfer_ms": m.transfer,
             "measured_cloud_ms": m.cloud, "measured_total_ms": m.total,
             "overhead_ms": report.overhead_ms, "transfer_bytes": report.transfer_bytes,
+            "codec": report.codec, "coded_bytes": report.coded_bytes, "lossy": report.lossy,
+            "predicted_encode_ms": p.encode, "predicted_decode_ms": p.decode,
+            "measured_encode_ms": m.encode, "measured_decode_ms": m.decode,
             "predicted_edge_only_ms": planner.edge_only_ms(),
             "predicted_cloud_only_ms": planner.cloud_only_ms(link) if link else None,
             "fallback": report.fallback, "fallback_reason": report.fallback_reason or "",

@@ -7,12 +7,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from models.split import Partition, SplitModel
-from predictor.planner.codec_costs import ImageInfo
+from predictor.planner.codec_costs import CodecCosts, ImageInfo
 from predictor.planner.values import LATENCY, Link, Objective, Plan
 
 
 class Planner(ABC):
     model: SplitModel
+    codecs: CodecCosts  # the codecs plans may use, and what each costs
 
     @property
     def num_units(self) -> int:
@@ -47,5 +48,5 @@ class Planner(ABC):
         return self.cost(self.model.prefix(k), link, objective)
 
     def cloud_only_ms(self, link: Link) -> float:
-        """Predicted latency with everything on the cloud (the input sent as it is)."""
-        return self.prefix_cost(0, link).total_ms
+        """Predicted latency with everything on the cloud, the input sent as float32 (codec none)."""
+        return self.cost(self.model.prefix(0), link, LATENCY, "none").total_ms
