@@ -304,3 +304,19 @@ def test_hello_exchanges_the_image_decoder(cloud):
     with CloudClient(*cloud.address) as client:
         client.connect()
         assert client.cloud_image_decoder == C.image_decoder() and client.same_image_decoder
+
+
+def test_coded_frames_under_a_token_are_authenticated_end_to_end(chain_models):
+    model = chain_models["alex_net"]
+    x = relu_tensor((1, 64, 55, 55), seed=7)
+    with torch.no_grad():
+        expected = model.run_cloud({"x": x}, model.prefix(2))
+    server = CloudServer("127.0.0.1", 0, token=b"s3cret").start()
+    try:
+        with CloudClient(*server.address, token=b"s3cret") as client:
+            coded = C.encode_all("zstd", {"x": x})
+            reply = client.infer_tensors(model.name, model.fingerprint, coded.tensors, True, cut=2,
+                                         codec_specs=coded.codecs)
+        assert torch.equal(reply.logits, expected)
+    finally:
+        server.stop()
