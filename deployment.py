@@ -70,7 +70,7 @@ def main(argv=None) -> int:
         warn_if_other_machine(predictor)
     planner = planner_for(get_model(args.model), edge, cloud, args.edge_slowdown)
     try:  # no image here: the input codecs are weighed by edge_api.py --image, with the real file
-        planner.configure_codecs(allowed_codecs(args.codec, args.accuracy_budget))
+        planner.configure_codecs(allowed_codecs(args.codec, args.accuracy_budget), None, args.accuracy_budget)
     except ValueError as e:
         p.error(f"--codec {args.codec}: {e}")
     if args.plot:  # before the JSON, which stays the last line of stdout

@@ -51,7 +51,9 @@ def test_allowed_codecs():
     assert allowed_codecs("auto") == ("none", "zstd")
     assert allowed_codecs("auto", has_image=True) == ("none", "zstd", "pixels", "file")
     assert allowed_codecs("auto", has_image=True, same_image_decoder=False) == ("none", "zstd", "pixels")
-    assert allowed_codecs("auto", 5.0, has_image=True) == ("none", "zstd", "pixels", "file")  # no accuracy table yet
+    assert allowed_codecs("auto", 5.0, has_image=True) == ("none", "zstd", "pixels", "file", "fp16", "int8",
+                                                            "jpeg75", "jpeg90", "jpeg95")
+    assert allowed_codecs("auto", 5.0) == ("none", "zstd", "fp16", "int8")
     assert allowed_codecs("jpeg90") == ("jpeg90",) and allowed_codecs("none") == ("none",)
     assert all(not C.is_lossy(c) for c in allowed_codecs("auto", has_image=True))
 
@@ -155,3 +157,33 @@ def test_a_failed_cloud_falls_back_to_the_same_answer(chain_models, predictors, 
     report = collaborative_inference(model, p, None, client, Link(10.0), partition=model.prefix(0),
                                      want_logits=True, source=source)
     assert report.fallback and torch.equal(report.logits, local)
+
+
+def test_a_lossy_codec_is_admitted_only_where_its_measured_loss_is_within_the_budget(chain_models, predictors):
+    model = chain_models["alex_net"]
+    p = planner_for(model, *predictors, 10.0)
+    n = model.num_units
+    p.codecs.accuracy = {"int8": [50.0] * 13 + [0.5] * (n - 13), "fp16": [0.0] * n}
+    p.configure_codecs(allowed_codecs("auto", 1.0), None, 1.0)
+    assert p.codecs.codecs_at(3) == ("none", "zstd", "fp16")
+    assert p.codecs.codecs_at(13) == ("none", "zstd", "fp16", "int8")
+    p.configure_codecs(allowed_codecs("auto", 0.25), None, 0.25)
+    assert "int8" not in p.codecs.codecs_at(13)
+    p.codecs.accuracy = {}  # not measured: never admitted under a budget...
+    p.configure_codecs(allowed_codecs("auto", 50.0), None, 50.0)
+    assert all(not C.is_lossy(c) for k in range(n) for c in p.codecs.codecs_at(k))
+    p.configure_codecs(("int8",))  # ...but a forced codec is always obeyed
+    assert p.best(Link(1.0)).codec in ("int8", "none") and p.codecs.codecs_at(3) == ("int8",)
+    p.configure_codecs(allowed_codecs("auto", 0.0), None, 0.0)  # budget 0: exact only, whatever the table
+    assert all(not C.is_lossy(c) for k in range(n) for c in p.codecs.codecs_at(k))
+
+
+def test_under_a_budget_the_plan_says_lossy_and_answers_within_it(cloud, chain_models, predictors, source):
+    model = chain_models["alex_net"]
+    p = planner_for(model, *predictors, 10.0)
+    p.codecs.accuracy = {c: [0.0] * model.num_units for c in ("fp16", "int8")} | {c: [0.0] for c in C.JPEG_QUALITY}
+    allowed = allowed_codecs("auto", 1.0, True, True)
+    p.configure_codecs(allowed, ImageInfo.of(source, allowed), 1.0)
+    with CloudClient(*cloud.address) as client:
+        report = collaborative_inference(model, p, None, client, Link(1.1), source=source)
+    assert report.lossy and C.is_lossy(report.codec) and not report.fallback

@@ -144,12 +144,13 @@ def check_codec_args(args: argparse.Namespace, p: argparse.ArgumentParser, num_u
         partition = getattr(args, "partition", None)
         if partition is not None and partition != 0 and partition != num_units:
             p.error(f"--codec {args.codec} codes the input image: it goes with --partition 0, not {partition}")
-    if args.codec == "auto" and args.accuracy_budget > 0:
-        print(f"note: --accuracy-budget {args.accuracy_budget:g}: no accuracy table of lossy codecs is measured "
-              "yet, so auto still uses exact codecs only", file=sys.stderr, flush=True)
 
 
 def configure_codecs(planner, args: argparse.Namespace, source, same_image_decoder: bool = True) -> None:
     """Tell the planner which codecs it may use (--codec, --accuracy-budget) and the image in hand."""
     allowed = allowed_codecs(args.codec, args.accuracy_budget, source is not None, same_image_decoder)
-    planner.configure_codecs(allowed, ImageInfo.of(source, allowed) if source is not None else None)
+    planner.configure_codecs(allowed, ImageInfo.of(source, allowed) if source is not None else None,
+                             args.accuracy_budget)
+    if args.codec == "auto" and args.accuracy_budget > 0 and not planner.codecs.accuracy:
+        print(f"note: no accuracy table of the lossy codecs for {planner.model.name} "
+              "(predictor/codec_accuracy.py): auto uses exact codecs only", file=sys.stderr, flush=True)

@@ -125,7 +125,7 @@ class TaskRunner:
             image = self._images.get(allowed)
             if image is None:
                 image = self._images[allowed] = ImageInfo.of(self.source, allowed)
-        planner.configure_codecs(allowed, image)
+        planner.configure_codecs(allowed, image, self.accuracy_budget)
 
     def model(self, name: str) -> tuple[SplitModel, Planner]:
         """Built once per name, warmed up, fingerprinted: tasks time inference, not start-up."""

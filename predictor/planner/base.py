@@ -26,9 +26,11 @@ class Planner(ABC):
         its tensors coded with `codec`, or with the best of the allowed codecs when None."""
 
     @abstractmethod
-    def configure_codecs(self, allowed: Sequence[str], image: ImageInfo | None = None) -> None:
+    def configure_codecs(self, allowed: Sequence[str], image: ImageInfo | None = None,
+                         accuracy_budget: float = 0.0) -> None:
         """The codecs plans may use from now on (predictor.planner.codec_costs.allowed_codecs),
-        and the image in hand, if any (input codecs need it). Initially only `none`."""
+        the image in hand, if any (input codecs need it), and the top-1 points a lossy codec may
+        lose where several are allowed. Initially only `none`."""
 
     @abstractmethod
     def best(self, link: Link, objective: Objective = LATENCY) -> Plan:

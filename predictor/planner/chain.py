@@ -44,8 +44,8 @@ class ChainPlanner(Planner):
         self.codecs = CodecCosts(model.name, *tables, edge_slowdown=edge_slowdown)
         self.configure_codecs(("none",))
 
-    def configure_codecs(self, allowed, image: ImageInfo | None = None) -> None:
-        self.codecs.configure(allowed, image)
+    def configure_codecs(self, allowed, image: ImageInfo | None = None, accuracy_budget: float = 0.0) -> None:
+        self.codecs.configure(allowed, image, accuracy_budget)
         n = len(self.info.units)
         image_ms = self.codecs.image_edge_ms()
         # per (cut, codec): the Coding, and what a decision scans: (k, codec, edge ms incl. the

@@ -20,6 +20,8 @@ from predictor.planner.values import NO_CODING, Coding
 from predictor.regression import CONFIG_DIR, user_profile_dir
 
 TABLE_FILE = "codecs.json"
+# The lossy codecs' measured accuracy loss per model and cut (predictor/codec_accuracy.py).
+ACCURACY_FILE = CONFIG_DIR / "codec_accuracy.json"
 # Without a measured ratio (a model not in the table, a DAG's crossing tensors): what a codec
 # surely achieves. zstd may achieve nothing on some tensors, so none is assumed.
 DEFAULT_RATIO = {"none": 1.0, "zstd": 1.0, "fp16": 0.5, "int8": 0.25}
@@ -27,6 +29,18 @@ DEFAULT_RATIO = {"none": 1.0, "zstd": 1.0, "fp16": 0.5, "int8": 0.25}
 
 class CodecTableError(ValueError):
     pass
+
+
+def load_accuracy(path: Path = ACCURACY_FILE) -> dict[str, dict[str, list[float]]]:
+    """{model: {lossy codec: [top-1 points lost at cut k]}} (input codecs: one value, cut 0);
+    {} when not measured."""
+    if not path.is_file():
+        return {}
+    try:
+        models = json.loads(path.read_text()).get("models", {})
+    except (ValueError, AttributeError):
+        return {}
+    return models if isinstance(models, dict) else {}
 
 
 class CodecTable:
@@ -90,32 +104,43 @@ class ImageInfo:
 def allowed_codecs(codec: str, accuracy_budget: float = 0.0, has_image: bool = False,
                    same_image_decoder: bool = True) -> tuple[str, ...]:
     """The codecs a plan may use: `auto` weighs the exact ones (the input codecs only with an
-    image, `file` only where both sides decode images alike); `none` or a codec's name is that
-    codec alone. A lossy codec is admitted under a budget only where its measured accuracy loss
-    is known: no such table is measured yet, so `auto` stays exact at any budget."""
+    image, `file` only where both sides decode images alike), and under a budget > 0 also the
+    lossy ones, each then admitted per cut only where its measured loss is within the budget
+    (CodecCosts.configure); `none` or a codec's name is that codec alone."""
     if codec != "auto":
         return (codec,)
-    exact = ["none", "zstd"]
+    allowed = ["none", "zstd"]
     if has_image:
-        exact.append("pixels")
+        allowed.append("pixels")
         if same_image_decoder:
-            exact.append("file")
-    return tuple(exact)
+            allowed.append("file")
+    if accuracy_budget > 0:
+        allowed += ["fp16", "int8"] + (list(wire.JPEG_QUALITY) if has_image else [])
+    return tuple(allowed)
 
 
 class CodecCosts:
     """Each codec's Coding at each cut of one model, from the edge's and the cloud's tables."""
 
-    def __init__(self, model: str, edge: CodecTable | None, cloud: CodecTable | None, edge_slowdown: float = 1.0):
+    def __init__(self, model: str, edge: CodecTable | None, cloud: CodecTable | None, edge_slowdown: float = 1.0,
+                 accuracy: dict[str, list[float]] | None = None):
+        """accuracy: per lossy codec, the top-1 points it loses at each cut (input codecs: one
+        value, cut 0), as predictor/codec_accuracy.py measures them (default: the shipped table)."""
         self.model, self.edge, self.cloud, self.edge_slowdown = model, edge, cloud, edge_slowdown
+        self.accuracy = accuracy if accuracy is not None else load_accuracy().get(model, {})
         self.allowed: tuple[str, ...] = ("none",)
+        self.forced = False
+        self.budget = 0.0
         self.image: ImageInfo | None = None
 
     @property
     def known(self) -> bool:
         return self.edge is not None and self.cloud is not None
 
-    def configure(self, allowed: Sequence[str], image: ImageInfo | None = None) -> None:
+    def configure(self, allowed: Sequence[str], image: ImageInfo | None = None, accuracy_budget: float = 0.0) -> None:
+        """The codecs plans may use. With several, a lossy one is used at a cut only where its
+        measured loss there is within `accuracy_budget` (points); one codec alone is forced and
+        always used."""
         bad = [c for c in allowed if c not in wire.ALL_CODECS]
         if bad:
             raise ValueError(f"unknown codec {bad[0]!r}; valid: auto, {', '.join(wire.ALL_CODECS)}")
@@ -127,6 +152,14 @@ class CodecCosts:
                 raise ValueError(f"codec {missing[0]} codes an image file: give --image")
             allowed = [c for c in allowed if not wire.is_input_codec(c)]
         self.allowed, self.image = tuple(allowed), image
+        self.forced, self.budget = len(self.allowed) == 1, accuracy_budget
+
+    def loss_points(self, codec: str, k: int) -> float | None:
+        """The measured top-1 points `codec` loses at cut k (0 for exact codecs; None: not measured)."""
+        if not wire.is_lossy(codec):
+            return 0.0
+        values = self.accuracy.get(codec)
+        return float(values[k]) if values is not None and 0 <= k < len(values) else None
 
     def image_edge_ms(self) -> float:
         """With an image in hand, a tensor plan first decodes and preprocesses it on the edge."""
@@ -135,8 +168,12 @@ class CodecCosts:
         return self.edge_slowdown * (self.edge.prep_ms(self.image.pixels) + self.edge.image["normalise_ms"])
 
     def codecs_at(self, k: int) -> tuple[str, ...]:
-        """The allowed codecs that can code the tensors of cut k (input codecs only at cut 0)."""
-        return tuple(c for c in self.allowed if k == 0 or not wire.is_input_codec(c))
+        """The allowed codecs that can code the tensors of cut k (input codecs only at cut 0; a
+        lossy codec, unless forced, only where its measured loss is within the budget)."""
+        def admitted(c: str) -> bool:
+            loss = self.loss_points(c, k)
+            return self.forced or (loss is not None and loss <= self.budget)
+        return tuple(c for c in self.allowed if (k == 0 or not wire.is_input_codec(c)) and admitted(c))
 
     def coding(self, codec: str, k: int, raw_bytes: int) -> Coding:
         """Codec `codec` on the tensors of cut k (raw_bytes of float32). For a tensor codec the

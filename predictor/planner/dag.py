@@ -72,8 +72,9 @@ class DagPlanner(Planner):
         self.search = DagCutSearch(self.nodes, self.edges, model.input_name)
         self.codecs = CodecCosts(model.name, CodecTable.load("edge"), CodecTable.load("cloud"), edge_slowdown)
 
-    def configure_codecs(self, allowed: Sequence[str], image: ImageInfo | None = None) -> None:
-        self.codecs.configure(allowed, image)
+    def configure_codecs(self, allowed: Sequence[str], image: ImageInfo | None = None,
+                         accuracy_budget: float = 0.0) -> None:
+        self.codecs.configure(allowed, image, accuracy_budget)
 
     def unit_rows(self) -> list[dict]:
         names = list(self.model.nodes)[1:]  # names[0] is the input
