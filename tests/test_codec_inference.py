@@ -187,3 +187,16 @@ def test_under_a_budget_the_plan_says_lossy_and_answers_within_it(cloud, chain_m
     with CloudClient(*cloud.address) as client:
         report = collaborative_inference(model, p, None, client, Link(1.1), source=source)
     assert report.lossy and C.is_lossy(report.codec) and not report.fallback
+
+
+def test_every_comparison_carries_the_jpeg_upload_baseline(chain_models, predictors, source):
+    from net.edge.tasks import summarize
+    model = chain_models["alex_net"]
+    p = planner(model, predictors, ("none", "zstd"), source, slowdown=10)  # ImageInfo always sizes jpeg90
+    jpeg = p.cost(model.prefix(0), Link(5.85), codec="jpeg90")
+    assert jpeg.codec == "jpeg90" and jpeg.lossy and jpeg.coded_bytes == source.encode("jpeg90").numel()
+    row = {"model": "alex_net", "measured_total_ms": 10.0, "predicted_total_ms": 20.0, "cut_point": 3,
+           "fallback": False, "predicted_edge_only_ms": 40.0, "predicted_cloud_only_ms": 80.0,
+           "predicted_jpeg_upload_ms": 10.0}
+    (s,) = summarize([row])
+    assert s["speedup_vs_jpeg_upload"] == 0.5 and s["speedup_vs_cloud_only"] == 4.0

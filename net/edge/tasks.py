@@ -24,6 +24,7 @@ from net.emulation.trace import TracePoint
 from net.wire.codecs import ImageSource
 from predictor import LATENCY, LatencyPredictor, Link, Objective, Planner, planner_for
 from predictor.planner import ImageInfo, allowed_codecs
+from predictor.planner.codec_costs import BASELINE_CODEC
 
 log = logging.getLogger("neurosurgeon.tasks")
 DEFAULT_NUM_TASKS = 40
@@ -167,6 +168,9 @@ class TaskRunner:
             "measured_encode_ms": m.encode, "measured_decode_ms": m.decode,
             "predicted_edge_only_ms": planner.edge_only_ms(),
             "predicted_cloud_only_ms": planner.cloud_only_ms(link) if link else None,
+            # what a real app does: upload the crop as a JPEG (with an image only)
+            "predicted_jpeg_upload_ms": (planner.cost(model.prefix(0), link, LATENCY, BASELINE_CODEC).total_ms
+                                         if link and self.source is not None else None),
             "fallback": report.fallback, "fallback_reason": report.fallback_reason or "",
             "retries": report.retries, "cloud_load": report.cloud_load, "objective": report.objective,
             "predicted_energy_mj": energy.get("predicted"),
@@ -188,6 +192,7 @@ def summarize(rows: list[dict]) -> list[dict]:
         mine = [r for r in rows if r["model"] == name]
         measured = [r["measured_total_ms"] for r in mine]
         cloud_only = [r["predicted_cloud_only_ms"] for r in mine if r["predicted_cloud_only_ms"] is not None]
+        jpeg = [r["predicted_jpeg_upload_ms"] for r in mine if r.get("predicted_jpeg_upload_ms") is not None]
         cuts = sorted({r["cut_point"] for r in mine})
         predicted = statistics.fmean(r["predicted_total_ms"] for r in mine)
         out.append({
@@ -201,6 +206,8 @@ def summarize(rows: list[dict]) -> list[dict]:
             "speedup_vs_edge_only": statistics.fmean(r["predicted_edge_only_ms"] for r in mine) / predicted,
             "speedup_vs_cloud_only": (statistics.fmean(cloud_only) / statistics.fmean(
                 r["predicted_total_ms"] for r in mine if r["predicted_cloud_only_ms"] is not None)) if cloud_only else None,
+            "speedup_vs_jpeg_upload": (statistics.fmean(jpeg) / statistics.fmean(
+                r["predicted_total_ms"] for r in mine if r.get("predicted_jpeg_upload_ms") is not None)) if jpeg else None,
             **_energy_summary(mine),
         })
     return out
@@ -225,19 +232,21 @@ def percentile(values: list[float], q: float) -> float:
 
 def print_summary(summary: list[dict], out) -> None:
     print(f"\n{'model':<11} {'tasks':>5} {'cuts':<14} {'fallback':>8} {'mean ms':>9} {'p50 ms':>9} "
-          f"{'p95 ms':>9} {'pred ms':>9} {'MAE ms':>8} {'vs edge':>8} {'vs cloud':>8} {'mJ':>8} "
+          f"{'p95 ms':>9} {'pred ms':>9} {'MAE ms':>8} {'vs edge':>8} {'vs cloud':>8} {'vs jpeg':>8} {'mJ':>8} "
           f"{'saved':>6}", file=out)
     for s in summary:
         vs_cloud = "-" if s["speedup_vs_cloud_only"] is None else f"{s['speedup_vs_cloud_only']:.2f}x"
+        vs_jpeg = "-" if s.get("speedup_vs_jpeg_upload") is None else f"{s['speedup_vs_jpeg_upload']:.2f}x"
         saved = s.get("energy_saved_vs_edge_only_pct")
         energy = ("-" if s.get("energy_mj") is None else f"{s['energy_mj']:.1f}",
                   "-" if saved is None else f"{saved:.0f}%")
         print(f"{s['model']:<11} {s['tasks']:>5} {s['cuts'][:14]:<14} {s['fallbacks']:>8} "
               f"{s['mean_ms']:>9.1f} {s['p50_ms']:>9.1f} {s['p95_ms']:>9.1f} {s['predicted_ms']:>9.1f} "
-              f"{s['mae_ms']:>8.1f} {s['speedup_vs_edge_only']:>7.2f}x {vs_cloud:>8} {energy[0]:>8} "
+              f"{s['mae_ms']:>8.1f} {s['speedup_vs_edge_only']:>7.2f}x {vs_cloud:>8} {vs_jpeg:>8} {energy[0]:>8} "
               f"{energy[1]:>6}", file=out)
-    print("vs edge, vs cloud: the chosen cuts' predicted latency against the predicted edge-only and "
-          "cloud-only latency (predictions on both sides: those two are not run)", file=out)
+    print("vs edge, vs cloud, vs jpeg: the chosen cuts' predicted latency against the predicted edge-only, "
+          "cloud-only (float32) and JPEG-upload (jpeg90 at cut 0, with --image) latency (predictions on both "
+          "sides: those are not run)", file=out)
     if any(s.get("energy_mj") is not None for s in summary):
         print("mJ: the edge's energy, modelled from the measured times and the power table (not "
               "measured); saved: the chosen cuts' predicted energy against the predicted energy of "

@@ -20,6 +20,7 @@ from predictor.planner.values import NO_CODING, Coding
 from predictor.regression import CONFIG_DIR, user_profile_dir
 
 TABLE_FILE = "codecs.json"
+BASELINE_CODEC = "jpeg90"  # what a real application uploads: the crop as a JPEG at quality 90, cut 0
 # The lossy codecs' measured accuracy loss per model and cut (predictor/codec_accuracy.py).
 ACCURACY_FILE = CONFIG_DIR / "codec_accuracy.json"
 # Without a measured ratio (a model not in the table, a DAG's crossing tensors): what a codec
@@ -98,7 +99,10 @@ class ImageInfo:
 
     @classmethod
     def of(cls, source: wire.ImageSource, input_codecs: Sequence[str]) -> ImageInfo:
-        return cls(source.pixels_count, {c: source.encode(c).numel() for c in input_codecs if wire.is_input_codec(c)})
+        """The sizes of the given input codecs, and of `jpeg90` always: the JPEG-upload baseline
+        every comparison carries (`Planner.cost(prefix(0), link, codec=BASELINE_CODEC)`)."""
+        wanted = {c for c in input_codecs if wire.is_input_codec(c)} | {BASELINE_CODEC}
+        return cls(source.pixels_count, {c: source.encode(c).numel() for c in sorted(wanted)})
 
 
 def allowed_codecs(codec: str, accuracy_budget: float = 0.0, has_image: bool = False,
