@@ -74,7 +74,9 @@ def main(argv=None) -> int:
     except ValueError as e:
         p.error(f"--codec {args.codec}: {e}")
     if args.plot:  # before the JSON, which stays the last line of stdout
-        write_plot(p, cut_table_document(planner, link, objective), planner.unit_rows(), args.plot)
+        codec_bytes = {c: [planner.prefix_cost(k, link, objective, c).coded_bytes for k in range(planner.num_units)]
+                       for c in ("zstd", "fp16", "int8") if c in planner.codecs.allowed or args.codec == "auto"}
+        write_plot(p, cut_table_document(planner, link, objective), planner.unit_rows(), args.plot, codec_bytes)
     document = decision_document(planner, link, objective)
     if args.json:
         print(json.dumps(document))
@@ -83,10 +85,11 @@ def main(argv=None) -> int:
     return 0
 
 
-def write_plot(p: argparse.ArgumentParser, document: dict, units: list[dict], path: str) -> None:
+def write_plot(p: argparse.ArgumentParser, document: dict, units: list[dict], path: str,
+               codec_bytes: dict[str, list[int]] | None = None) -> None:
     from utils.plots import plot_cut_table  # matplotlib only when asked for
     try:
-        print(f"wrote {plot_cut_table(document, units, path)}")
+        print(f"wrote {plot_cut_table(document, units, path, codec_bytes)}")
     except OSError as e:
         p.error(f"cannot write the plot: {e}")
 

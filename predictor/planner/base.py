@@ -45,9 +45,10 @@ class Planner(ABC):
         """Per unit 1..N in execution order: label, predicted edge and cloud ms, output bytes
         (the unit's real output, also for unit N, whose output is never sent)."""
 
-    def prefix_cost(self, k: int, link: Link, objective: Objective = LATENCY) -> Plan:
-        """The cost of running the first k units in execution order on the edge."""
-        return self.cost(self.model.prefix(k), link, objective)
+    def prefix_cost(self, k: int, link: Link, objective: Objective = LATENCY, codec: str | None = None) -> Plan:
+        """The cost of running the first k units in execution order on the edge (its tensor
+        coded with `codec`, or the best allowed codec)."""
+        return self.cost(self.model.prefix(k), link, objective, codec)
 
     def cloud_only_ms(self, link: Link) -> float:
         """Predicted latency with everything on the cloud, the input sent as float32 (codec none)."""
