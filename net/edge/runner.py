@@ -173,7 +173,10 @@ def collaborative_inference(model: SplitModel, planner: Planner, x: torch.Tensor
         objective=objective.name, energy_mj=_energy(objective, plan.energy_mj, measured, link.rtt_ms),
         codec=plan.codec if not partition.all_edge else "none",
         coded_bytes=coded.coded_bytes if not partition.all_edge else 0,
-        encode_ms=measured.encode, decode_ms=measured.decode, lossy=plan.lossy and not partition.all_edge,
+        encode_ms=measured.encode, decode_ms=measured.decode,
+        # `file` is exact only where both sides decode images alike (a forced `file` may not be)
+        lossy=not partition.all_edge and (plan.lossy or (plan.codec == "file" and client is not None
+                                                        and not client.same_image_decoder)),
         logits=logits if want_logits else None)
 
 
