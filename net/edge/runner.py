@@ -68,9 +68,11 @@ class EdgeReport:
             d.pop("crossing")
         if d["energy_mj"] is not None:
             d["energy_mj"] = {k: round(v, 4) for k, v in d["energy_mj"].items()}
+        # the parts' dicts keep their four keys (edge, transfer, cloud, total); coding beside them
+        d["predicted_encode_ms"], d["predicted_decode_ms"] = d["predicted_ms"]["encode"], d["predicted_ms"]["decode"]
         for key in ("predicted_ms", "measured_ms"):
-            d[key] = {k: round(v, 4) for k, v in d[key].items()}
-        for key in ("overhead_ms", "encode_ms", "decode_ms"):
+            d[key] = {k: round(v, 4) for k, v in d[key].items() if k not in ("encode", "decode")}
+        for key in ("overhead_ms", "encode_ms", "decode_ms", "predicted_encode_ms", "predicted_decode_ms"):
             d[key] = round(d[key], 4)
         return d
 
