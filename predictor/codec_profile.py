@@ -3,7 +3,7 @@
 
 From real inputs: the two sample photos that ship with scikit-learn (china.jpg, flower.jpg), as
 their own JPEG files. For every chain model, each unit's output on those photos is coded with each
-tensor codec: the coded-size ratios per cut, and encode/decode times fitted as a fixed part plus a
+tensor codec: the coded-size ratios per cut (for DAG models per node, by name), and encode/decode times fitted as a fixed part plus a
 part per float32 byte (least squares over all those tensors). The image costs: decoding and
 resizing/cropping a file (per source pixel), normalising the crop, encoding the crop as JPEG at
 each quality, decoding such a JPEG, stripping a file's metadata. Medians of a few repeats.
@@ -23,7 +23,7 @@ import sklearn.datasets
 import torch
 from PIL import Image
 
-from models import MODEL_NAMES, get_dnn_model
+from models import DAG_MODEL_NAMES, MODEL_NAMES, get_dnn_model, get_model
 from net.wire import codecs as wire
 from predictor.planner.codec_costs import TABLE_FILE
 from utils.provenance import provenance
@@ -65,11 +65,12 @@ def unit_inputs(model, x: torch.Tensor) -> list[torch.Tensor]:
 
 
 def measure_codec_table(role: str, threads: int, models: Iterable[str] = MODEL_NAMES,
-                        progress: Callable[[str], None] | None = None) -> dict:
+                        progress: Callable[[str], None] | None = None,
+                        dag_models: Iterable[str] = DAG_MODEL_NAMES) -> dict:
     torch.set_num_threads(threads)
     photos = [wire.ImageSource.from_path(p) for p in sample_photo_paths()]
     inputs = [p.tensor() for p in photos]
-    ratios: dict[str, dict[str, list[float]]] = {}
+    ratios: dict[str, dict[str, list[float] | dict[str, float]]] = {}
     points: dict[str, dict[str, list[tuple[int, float]]]] = {c: {"encode": [], "decode": []} for c in TENSOR_CODECS}
     for name in models:
         if progress:
@@ -92,6 +93,20 @@ def measure_codec_table(role: str, threads: int, models: Iterable[str] = MODEL_N
                         points[codec]["encode"].append((raw, _median_ms(partial(wire.encode_all, codec, {"x": t}))))
                         points[codec]["decode"].append((raw, _median_ms(partial(wire.decode, header, coded.tensors))))
         ratios[name] = {c: [round(statistics.mean(r), 5) for r in per_codec[c]] for c in TENSOR_CODECS}
+    for name in dag_models:  # per node, by name: a DAG's crossing tensors are node outputs
+        if progress:
+            progress(name)
+        dag = get_model(name)
+        per_node: dict[str, dict[str, list[float]]] = {c: {} for c in TENSOR_CODECS}
+        for x in inputs:
+            with torch.no_grad():
+                outs = [x, *(o.detach().clone() for o in dag.unit_outputs(x))]
+            for node, t in zip(dag.nodes, outs):
+                for codec in TENSOR_CODECS:
+                    ratio = wire.encode_all(codec, {"x": t}).coded_bytes / (t.numel() * 4)
+                    per_node[codec].setdefault(node, []).append(ratio)
+        ratios[name] = {c: {node: round(statistics.mean(r), 5) for node, r in per_node[c].items()}
+                        for c in TENSOR_CODECS}
     speed = {}
     for codec in TENSOR_CODECS:
         e_fixed, e_per = _fit(points[codec]["encode"])
@@ -126,8 +141,10 @@ def _image_costs(photos: list[wire.ImageSource]) -> dict:
             **{f"{codec}_encode_ms": statistics.mean(v) for codec, v in encode.items()}}
 
 
-def write_codec_table(role: str, threads: int, config_dir: Path, models: Iterable[str] = MODEL_NAMES) -> Path:
-    doc = measure_codec_table(role, threads, models, progress=lambda name: print(f"codecs: {name}", flush=True))
+def write_codec_table(role: str, threads: int, config_dir: Path, models: Iterable[str] = MODEL_NAMES,
+                      dag_models: Iterable[str] = DAG_MODEL_NAMES) -> Path:
+    doc = measure_codec_table(role, threads, models, progress=lambda name: print(f"codecs: {name}", flush=True),
+                              dag_models=dag_models)
     path = config_dir / role / TABLE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=1) + "\n")

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from models import MODEL_NAMES
+from models import DAG_MODEL_NAMES, MODEL_NAMES
 from net.wire.codecs import ALL_CODECS
 from predictor.codec_profile import write_codec_table
 from predictor.energy import OBJECTIVES, EdgePower
@@ -37,7 +37,8 @@ def profile_and_fit(role: str, threads: int | None = None, quick: bool = False,
     profile_role(role, threads, settings, dataset_dir)
     meta = provenance(role=role, threads=threads, quick=quick)
     held_out = fit_role(role, meta, dataset_dir, config_dir)
-    codec_table = write_codec_table(role, threads, config_dir, models=("alex_net", "le_net") if quick else MODEL_NAMES)
+    codec_table = write_codec_table(role, threads, config_dir, models=("alex_net", "le_net") if quick else MODEL_NAMES,
+                                    dag_models=() if quick else DAG_MODEL_NAMES)
     print(f"\nheld-out accuracy of the {role} predictors ({threads} thread(s), "
           f"{'quick' if quick else 'full'} profile, {time.perf_counter() - started:.0f} s):")
     print(f"  {'kind':<10} {'rows':>5} {'MAPE %':>8} {'within ±20%':>12}")

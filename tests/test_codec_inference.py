@@ -1,6 +1,7 @@
 """Codecs chosen with the cut: the planner's costs, and whole inferences through a real cloud on
 127.0.0.1 whose answers with exact codecs equal local inference (one process, fixed threads)."""
 import json
+import math
 
 import pytest
 import torch
@@ -200,3 +201,23 @@ def test_every_comparison_carries_the_jpeg_upload_baseline(chain_models, predict
            "predicted_jpeg_upload_ms": 10.0}
     (s,) = summarize([row])
     assert s["speedup_vs_jpeg_upload"] == 0.5 and s["speedup_vs_cloud_only"] == 4.0
+
+
+def test_dag_partitions_code_every_crossing_tensor_at_its_node_ratio(cloud, predictors):
+    from models import get_model
+    model = get_model("res_net")
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        local = model.forward_whole(x)
+    p = planner_for(model, *predictors)
+    p.configure_codecs(("zstd",))
+    partition = model.prefix(40)
+    plan = p.cost(partition, Link(10.0))
+    table = p.codecs.edge
+    expected = sum(max(1, math.ceil(table.ratio("res_net", "zstd", n) * model.nodes[n].out_bytes))
+                   for n in partition.crossing)
+    assert plan.codec == "zstd" and plan.coded_bytes == expected
+    assert plan.coded_bytes < plan.transfer_bytes
+    with CloudClient(*cloud.address) as client:
+        report = collaborative_inference(model, p, x, client, Link(10.0), partition=partition, want_logits=True)
+    assert report.codec == "zstd" and torch.equal(report.logits, local)

@@ -23,8 +23,8 @@ TABLE_FILE = "codecs.json"
 BASELINE_CODEC = "jpeg90"  # what a real application uploads: the crop as a JPEG at quality 90, cut 0
 # The lossy codecs' measured accuracy loss per model and cut (predictor/codec_accuracy.py).
 ACCURACY_FILE = CONFIG_DIR / "codec_accuracy.json"
-# Without a measured ratio (a model not in the table, a DAG's crossing tensors): what a codec
-# surely achieves. zstd may achieve nothing on some tensors, so none is assumed.
+# Without a measured ratio (a model or node not in the table): what a codec surely achieves.
+# zstd may achieve nothing on some tensors, so none is assumed.
 DEFAULT_RATIO = {"none": 1.0, "zstd": 1.0, "fp16": 0.5, "int8": 0.25}
 
 
@@ -52,7 +52,8 @@ class CodecTable:
             self.speed: dict[str, dict[str, float]] = {c: {k: float(v) for k, v in d.items()}
                                                        for c, d in doc["speed"].items()}
             self.image: dict[str, float] = {k: float(v) for k, v in doc["image"].items()}
-            self.ratios: dict[str, dict[str, list[float]]] = doc.get("ratios", {})
+            # chains: per codec, a ratio per cut; DAGs: per codec, a ratio per node name
+            self.ratios: dict[str, dict[str, list[float] | dict[str, float]]] = doc.get("ratios", {})
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise CodecTableError(f"codec table {source or ''} is malformed ({type(e).__name__}: {e})") from None
         self.meta: dict = doc.get("meta", {})
@@ -79,9 +80,12 @@ class CodecTable:
         s = self.speed.get(codec)
         return 0.0 if s is None else s["decode_fixed_ms"] + s["decode_ms_per_byte"] * raw_bytes
 
-    def ratio(self, model: str, codec: str, k: int) -> float:
+    def ratio(self, model: str, codec: str, k: int | str) -> float:
+        """The measured coded/raw size of cut k's tensor (a chain) or of node k's output (a DAG)."""
         values = self.ratios.get(model, {}).get(codec)
-        if values is not None and 0 <= k < len(values):
+        if isinstance(values, list) and isinstance(k, int) and 0 <= k < len(values):
+            return float(values[k])
+        if isinstance(values, dict) and isinstance(k, str) and k in values:
             return float(values[k])
         return DEFAULT_RATIO.get(codec, 1.0)
 
@@ -179,9 +183,10 @@ class CodecCosts:
             return self.forced or (loss is not None and loss <= self.budget)
         return tuple(c for c in self.allowed if (k == 0 or not wire.is_input_codec(c)) and admitted(c))
 
-    def coding(self, codec: str, k: int, raw_bytes: int) -> Coding:
-        """Codec `codec` on the tensors of cut k (raw_bytes of float32). For a tensor codec the
-        image's preprocessing is not included (see image_edge_ms)."""
+    def coding(self, codec: str, k: int, raw_bytes: int, tensors: dict[str, int] | None = None) -> Coding:
+        """Codec `codec` on the tensors of cut k (raw_bytes of float32; a DAG gives its crossing
+        tensors' bytes by node name, each coded at its node's measured ratio). For a tensor codec
+        the image's preprocessing is not included (see image_edge_ms)."""
         lossy = wire.is_lossy(codec)
         if codec == "none":
             return NO_CODING
@@ -198,5 +203,8 @@ class CodecCosts:
                 return Coding(codec, coded, slow * edge.prep_ms(pixels), cloud.image["normalise_ms"], lossy)
             return Coding(codec, coded, slow * (edge.prep_ms(pixels) + edge.image[f"{codec}_encode_ms"]),
                           cloud.image["jpeg_decode_ms"] + cloud.image["normalise_ms"], lossy)
-        coded = max(1, math.ceil(edge.ratio(self.model, codec, k) * raw_bytes))
+        if tensors is not None:
+            coded = sum(max(1, math.ceil(edge.ratio(self.model, codec, node) * n)) for node, n in tensors.items())
+        else:
+            coded = max(1, math.ceil(edge.ratio(self.model, codec, k) * raw_bytes))
         return Coding(codec, coded, slow * edge.encode_ms(codec, raw_bytes), cloud.decode_ms(codec, raw_bytes), lossy)

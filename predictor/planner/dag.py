@@ -98,8 +98,9 @@ class DagPlanner(Planner):
         return min(plans, key=lambda p: _weighted(p, link, key))
 
     def _coded(self, plain: Plan, codec: str, k: int, link: Link, objective: Objective) -> Plan:
-        # the DAG's crossing tensors together, at the codec's default ratio (no per-node table yet)
-        coding = self.codecs.coding(codec, k, plain.transfer_bytes)
+        # each crossing tensor at its node's measured ratio
+        coding = self.codecs.coding(codec, k, plain.transfer_bytes,
+                                    {node: self.nodes[node].out_bytes for node in plain.crossing})
         edge_ms = 0.0 if is_input_codec(codec) else plain.edge_ms + self.codecs.image_edge_ms()
         return plan_for(plain.partition, plain.label, edge_ms, plain.transfer_bytes,
                         plain.cloud_ms / link.cloud_load, link, objective, coding)
