@@ -71,8 +71,9 @@ def main(argv=None) -> int:
     planner = planner_for(get_model(args.model), edge, cloud, args.edge_slowdown)
     try:  # no image here: the input codecs are weighed by edge_api.py --image, with the real file
         planner.configure_codecs(allowed_codecs(args.codec, args.accuracy_budget), None, args.accuracy_budget)
-    except ValueError as e:
-        p.error(f"--codec {args.codec}: {e}")
+    except ValueError:
+        p.error(f"--codec {args.codec} codes the input image, which deployment.py does not have: "
+                "edge_api.py --image weighs it with the real file")
     if args.plot:  # before the JSON, which stays the last line of stdout
         codec_bytes = {c: [planner.prefix_cost(k, link, objective, c).coded_bytes for k in range(planner.num_units)]
                        for c in ("zstd", "fp16", "int8") if c in planner.codecs.allowed or args.codec == "auto"}
