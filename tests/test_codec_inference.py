@@ -221,3 +221,17 @@ def test_dag_partitions_code_every_crossing_tensor_at_its_node_ratio(cloud, pred
     with CloudClient(*cloud.address) as client:
         report = collaborative_inference(model, p, x, client, Link(10.0), partition=partition, want_logits=True)
     assert report.codec == "zstd" and torch.equal(report.logits, local)
+
+
+def test_a_forced_file_is_reported_lossy_where_the_decoders_differ(cloud, chain_models, predictors, source,
+                                                                    monkeypatch):
+    model = chain_models["le_net"]
+    p = planner(model, predictors, ("file",), source)
+    with CloudClient(*cloud.address) as client:
+        client.connect()
+        assert client.same_image_decoder
+        assert allowed_codecs("auto", 0.0, True, client.same_image_decoder)[-1] == "file"
+        monkeypatch.setattr(C, "image_decoder", lambda: "pillow 0.0; libjpeg 0")  # this edge decodes otherwise
+        assert "file" not in allowed_codecs("auto", 0.0, True, client.same_image_decoder)
+        report = collaborative_inference(model, p, None, client, Link(10.0), partition=model.prefix(0), source=source)
+    assert report.codec == "file" and report.lossy
