@@ -99,8 +99,9 @@ def test_only_none_until_configured_and_without_an_image_no_input_codec(chain_mo
         p.configure_codecs(("jpeg90",))
 
 
-@pytest.mark.parametrize("name, cuts", [("alex_net", [0, 3, 8, 17]), ("mobile_net", [0, 5, 12]),
-                                        ("le_net", [0, 4, 9]), ("vgg_net", [14, 40])])
+@pytest.mark.parametrize("name, cuts", [("alex_net", [0, 3, 8, 17]), ("le_net", [0, 4, 9]),
+                                        pytest.param("mobile_net", [0, 5, 12], marks=pytest.mark.slow),
+                                        pytest.param("vgg_net", [14, 40], marks=pytest.mark.slow)])
 def test_exact_codecs_answer_as_local_inference(cloud, chain_models, predictors, source, name, cuts):
     model = chain_models[name]
     x = source.tensor()
