@@ -3,13 +3,22 @@
   python deployment.py --role edge|cloud [--threads N] [--quick] [--overwrite-shipped]
   python deployment.py -t MODEL --bandwidth MBPS|3g|lte|wifi [--rtt MS] --show [--json] [--plot FILE.png]
                        [--objective latency|energy] [--network 3g|lte|wifi] [--power-profile FILE.json]
+                       [--codec auto|none|NAME] [--accuracy-budget POINTS]
+Profiling (--role) also measures the codecs' costs on this machine (codecs.json beside the predictors).
 """
 import argparse
 import json
 import sys
 
 from models import ALL_MODEL_NAMES, get_model
-from net.apps.cli import add_objective_args, bandwidth_arg, non_negative_ms, objective_from_args, slowdown_arg
+from net.apps.cli import (
+    add_codec_args,
+    add_objective_args,
+    bandwidth_arg,
+    non_negative_ms,
+    objective_from_args,
+    slowdown_arg,
+)
 from predictor import LatencyPredictor, Link, planner_for
 from predictor.deploy import (
     cut_table_document,
@@ -18,6 +27,7 @@ from predictor.deploy import (
     profile_and_fit,
     warn_if_other_machine,
 )
+from predictor.planner import allowed_codecs
 from predictor.regression import ROLES
 
 
@@ -41,6 +51,7 @@ def main(argv=None) -> int:
     p.add_argument("--plot", metavar="FILE.png", help="draw per-unit latency and output size, and "
                    "the predicted latency (and modelled energy) of every cut, into a PNG")
     add_objective_args(p)
+    add_codec_args(p)
     args = p.parse_args(argv)
 
     if args.role:
@@ -58,8 +69,15 @@ def main(argv=None) -> int:
     for predictor in (edge, cloud):
         warn_if_other_machine(predictor)
     planner = planner_for(get_model(args.model), edge, cloud, args.edge_slowdown)
+    try:  # no image here: the input codecs are weighed by edge_api.py --image, with the real file
+        planner.configure_codecs(allowed_codecs(args.codec, args.accuracy_budget), None, args.accuracy_budget)
+    except ValueError:
+        p.error(f"--codec {args.codec} codes the input image, which deployment.py does not have: "
+                "edge_api.py --image weighs it with the real file")
     if args.plot:  # before the JSON, which stays the last line of stdout
-        write_plot(p, cut_table_document(planner, link, objective), planner.unit_rows(), args.plot)
+        codec_bytes = {c: [planner.prefix_cost(k, link, objective, c).coded_bytes for k in range(planner.num_units)]
+                       for c in ("zstd", "fp16", "int8") if c in planner.codecs.allowed or args.codec == "auto"}
+        write_plot(p, cut_table_document(planner, link, objective), planner.unit_rows(), args.plot, codec_bytes)
     document = decision_document(planner, link, objective)
     if args.json:
         print(json.dumps(document))
@@ -68,10 +86,11 @@ def main(argv=None) -> int:
     return 0
 
 
-def write_plot(p: argparse.ArgumentParser, document: dict, units: list[dict], path: str) -> None:
+def write_plot(p: argparse.ArgumentParser, document: dict, units: list[dict], path: str,
+               codec_bytes: dict[str, list[int]] | None = None) -> None:
     from utils.plots import plot_cut_table  # matplotlib only when asked for
     try:
-        print(f"wrote {plot_cut_table(document, units, path)}")
+        print(f"wrote {plot_cut_table(document, units, path, codec_bytes)}")
     except OSError as e:
         p.error(f"cannot write the plot: {e}")
 

@@ -111,7 +111,7 @@ class SplitModel(ABC):
         shape) before any of their bytes are read. PartitionError otherwise."""
         partition = self.partition_from_request(wire_cut, [e["name"] for e in entries])
         expected = self.expected_tensors(partition)
-        got = {e["name"]: (e["dtype"], e["shape"]) for e in entries}
+        got = {e["name"]: (e["dtype"], list(e["shape"])) for e in entries}
         want = {name: (WIRE_DTYPE, list(shape)) for name, shape in expected.items()}
         if got != want:
             shown = [(e["name"], e["dtype"], e["shape"]) for e in entries][:4]

@@ -7,6 +7,9 @@ import sys
 import time
 from pathlib import Path
 
+from models import DAG_MODEL_NAMES, MODEL_NAMES
+from net.wire.codecs import ALL_CODECS
+from predictor.codec_profile import write_codec_table
 from predictor.energy import OBJECTIVES, EdgePower
 from predictor.planner import LATENCY, Link, Objective, Plan, Planner
 from predictor.profiler import FULL, QUICK, profile_role
@@ -34,13 +37,15 @@ def profile_and_fit(role: str, threads: int | None = None, quick: bool = False,
     profile_role(role, threads, settings, dataset_dir)
     meta = provenance(role=role, threads=threads, quick=quick)
     held_out = fit_role(role, meta, dataset_dir, config_dir)
+    codec_table = write_codec_table(role, threads, config_dir, models=("alex_net", "le_net") if quick else MODEL_NAMES,
+                                    dag_models=() if quick else DAG_MODEL_NAMES)
     print(f"\nheld-out accuracy of the {role} predictors ({threads} thread(s), "
           f"{'quick' if quick else 'full'} profile, {time.perf_counter() - started:.0f} s):")
     print(f"  {'kind':<10} {'rows':>5} {'MAPE %':>8} {'within ±20%':>12}")
     for kind, acc in held_out.items():
         if acc:
             print(f"  {kind:<10} {acc['n']:>5} {acc['mape_pct']:>8.1f} {acc['within_20_pct']:>11.0f}%")
-    print(f"wrote {dataset_dir / role}/*_lat.csv and {config_dir / role}/")
+    print(f"wrote {dataset_dir / role}/*_lat.csv and {config_dir / role}/ (codec costs: {codec_table.name})")
     if not overwrite_shipped and config_dir != CONFIG_DIR:
         print(f"the scripts on this machine now predict the {role} from {config_dir / role}; the shipped "
               f"predictors in {CONFIG_DIR / role} are untouched (delete {config_dir / role} to use them again)")
@@ -85,7 +90,8 @@ def cut_table_document(planner: Planner, link: Link, objective: Objective = LATE
         return min(range(len(plans)), key=lambda k: (getattr(plans[k], key), k))
 
     doc = {"model": model.name, "bandwidth_mbps": link.bandwidth_mbps, "rtt_ms": link.rtt_ms,
-           "objective": objective.name}
+           "objective": objective.name, "codecs": list(ALL_CODECS),
+           "codecs_considered": list(planner.codecs.allowed)}
     if not model.is_path:
         doc["unit_name"] = "node"
     doc.update(best_cut=least("energy_mj" if objective.name == "energy" else "total_ms"),
@@ -112,7 +118,9 @@ def _power_fields(power: EdgePower) -> dict:
 def _cut_row(cut: Plan, label: str) -> dict:
     row = {"cut_point": cut.cut_point, "layer": label, "edge_ms": round(cut.edge_ms, 4),
            "transfer_ms": round(cut.transfer_ms, 4), "cloud_ms": round(cut.cloud_ms, 4),
-           "total_ms": round(cut.total_ms, 4), "transfer_bytes": cut.transfer_bytes}
+           "total_ms": round(cut.total_ms, 4), "transfer_bytes": cut.transfer_bytes,
+           "codec": cut.codec, "coded_bytes": cut.coded_bytes, "encode_ms": round(cut.encode_ms, 4),
+           "decode_ms": round(cut.decode_ms, 4), "lossy": cut.lossy}
     if cut.energy_mj is not None:
         row["energy_mj"] = round(cut.energy_mj, 4)
     return row
@@ -123,7 +131,8 @@ def format_cut_table(document: dict) -> str:
     lines = [f"{document['model']} at {document['bandwidth_mbps']:g} Mbit/s, RTT "
              f"{document['rtt_ms']:g} ms (predicted; edge units 1..k, cloud units k+1..N)",
              f"{'k':>3}  {'layer after which we cut':<36} {'edge ms':>9} {'transfer ms':>12} "
-             f"{'cloud ms':>9} {'total ms':>9} {'bytes':>10}" + (f" {'energy mJ':>10}" if energy else "")]
+             f"{'cloud ms':>9} {'total ms':>9} {'bytes':>10} {'codec':>7} {'coded':>10}"
+             + (f" {'energy mJ':>10}" if energy else "")]
     for c in document["cuts"]:
         marks = [name for name, key in (("fastest", "best_latency_cut"), ("least energy", "best_energy_cut"))
                  if document.get(key) == c["cut_point"]]
@@ -131,7 +140,10 @@ def format_cut_table(document: dict) -> str:
             f"  <- {', '.join(marks)}" if marks else "")
         lines.append(f"{c['cut_point']:>3}  {c['layer'][:36]:<36} {c['edge_ms']:>9.2f} "
                      f"{c['transfer_ms']:>12.2f} {c['cloud_ms']:>9.2f} {c['total_ms']:>9.2f} "
-                     f"{c['transfer_bytes']:>10}" + (f" {c['energy_mj']:>10.1f}" if energy else "") + mark)
+                     f"{c['transfer_bytes']:>10} {c['codec']:>7} {c['coded_bytes']:>10}"
+                     + (f" {c['energy_mj']:>10.1f}" if energy else "") + mark)
+    lines.append(f"edge ms and cloud ms exclude coding; total = edge + encode + transfer + decode + cloud; "
+                 f"codecs considered: {', '.join(document['codecs_considered'])}")
     if energy:
         lines.append(_power_line(document))
     return "\n".join(lines)

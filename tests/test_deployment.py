@@ -10,11 +10,13 @@ def test_show_json_is_one_object(capsys):
     assert deployment.main(["-t", "alex_net", "--bandwidth", "lte", "--rtt", "20", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(doc) == {"model", "bandwidth_mbps", "rtt_ms", "objective", "best_cut", "best_latency_cut",
-                        "best_energy_cut", "network", "power_mw", "cuts"}  # a preset names the network
+                        "best_energy_cut", "network", "power_mw", "cuts", "codecs",
+                        "codecs_considered"}  # a preset names the network
     assert doc["model"] == "alex_net" and doc["bandwidth_mbps"] == 5.85 and doc["rtt_ms"] == 20
     assert [c["cut_point"] for c in doc["cuts"]] == list(range(23))
     assert set(doc["cuts"][0]) == {"cut_point", "layer", "edge_ms", "transfer_ms", "cloud_ms",
-                                   "total_ms", "transfer_bytes", "energy_mj"}
+                                   "total_ms", "transfer_bytes", "energy_mj", "codec", "coded_bytes",
+                                   "encode_ms", "decode_ms", "lossy"}
     best = min(doc["cuts"], key=lambda c: c["total_ms"])
     assert doc["best_cut"] == best["cut_point"]
 
@@ -23,7 +25,7 @@ def test_show_prints_a_table(capsys):
     deployment.main(["-t", "le_net", "--bandwidth", "3g", "--show"])
     out = capsys.readouterr().out
     assert "le_net at 1.1 Mbit/s" in out and "<- best" in out
-    assert len(out.strip().splitlines()) == 2 + 14 + 1  # title, header, cuts 0..13, the powers used
+    assert len(out.strip().splitlines()) == 2 + 14 + 2  # title, header, cuts 0..13, the codecs, the powers
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -94,13 +94,13 @@ def test_a_power_profile_moves_the_energy_cut_the_way_its_numbers_say(tmp_path, 
 
 
 def test_show_puts_energy_beside_latency_and_marks_both_optima(capsys):
-    doc = cut_json(capsys, "--bandwidth", "wifi", "--edge-slowdown", "5")
+    doc = cut_json(capsys, "--bandwidth", "wifi", "--edge-slowdown", "5", "--codec", "none")
     assert doc["objective"] == "latency" and doc["network"] == "wifi"
     assert doc["best_cut"] == doc["best_latency_cut"] != doc["best_energy_cut"]
     assert all("energy_mj" in c for c in doc["cuts"])
     assert min(doc["cuts"], key=lambda c: c["energy_mj"])["cut_point"] == doc["best_energy_cut"]
     deployment.main(["-t", "alex_net", "--bandwidth", "wifi", "--edge-slowdown", "5", "--objective",
-                     "energy", "--show"])
+                     "energy", "--show", "--codec", "none"])
     out = capsys.readouterr().out
     assert "energy mJ" in out and "<- best (least energy)" in out and "<- fastest" in out
     assert "modelled, not measured" in out

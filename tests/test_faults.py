@@ -14,7 +14,7 @@ import torch
 from net.cloud.server import CloudServer
 from net.edge.client import CloudClient
 from net.edge.runner import collaborative_inference
-from net.wire.protocol import ProtocolError, recv_frame
+from net.wire.protocol import PROTOCOL_VERSION, ProtocolError, recv_frame
 from predictor import LatencyPredictor, Link
 from predictor.planner import ChainPlanner
 from utils.classes import top_k
@@ -38,7 +38,7 @@ def test_cloud_dying_mid_request_then_coming_back(chain_models, image_batch):
         conn, _ = listener.accept()
         recv_frame(conn)                                                # hello
         from net.wire.protocol import send_frame
-        send_frame(conn, {"type": "hello", "version": 1, "models": []})
+        send_frame(conn, {"type": "hello", "version": PROTOCOL_VERSION, "models": []})
         conn.recv(1000)                                                 # part of the request...
         conn.close()                                                    # ...and it dies
         listener.close()

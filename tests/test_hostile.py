@@ -14,7 +14,7 @@ import torch
 from net.cloud.monitor import MonitorServer
 from net.cloud.server import CloudServer
 from net.edge.client import CloudClient
-from net.wire.protocol import ProtocolError, recv_frame
+from net.wire.protocol import PROTOCOL_VERSION, ProtocolError, recv_frame
 
 LIMITS = dict(header_timeout_s=0.5, idle_timeout_s=1.0, min_rate_bps=2000, max_connections=8)
 
@@ -282,7 +282,7 @@ def test_nothing_but_the_handshake_before_the_token_is_proved(chain_models):
     from net.wire.protocol import send_frame
     with CloudServer("127.0.0.1", 0, token=b"secret", **LIMITS).start() as server:
         with socket.create_connection(server.address, timeout=5) as sock:
-            send_frame(sock, {"type": "hello", "version": 1, "model": "vgg_net", "fingerprint": "x",
+            send_frame(sock, {"type": "hello", "version": PROTOCOL_VERSION, "model": "vgg_net", "fingerprint": "x",
                               "client_nonce": auth.new_nonce()})
             hello, _ = recv_frame(sock, idle_timeout_s=5)
             assert hello["type"] == "hello"
@@ -301,7 +301,7 @@ def test_nothing_but_the_handshake_before_the_token_is_proved(chain_models):
 @pytest.mark.parametrize("header", [
     {"type": ["infer"], "tensors": []},
     {"type": {"a": 1}, "tensors": []},
-    {"type": "hello", "version": 1, "tensors": [{"name": "x", "dtype": ["float32"], "shape": [1]}]},
+    {"type": "hello", "version": PROTOCOL_VERSION, "tensors": [{"name": "x", "dtype": ["float32"], "shape": [1]}]},
     {"type": "infer", "model": "le_net", "cut": 12, "tensors": [{"name": "x", "dtype": {"f": 1}, "shape": [1, 84]}]},
 ])
 def test_a_type_or_dtype_sent_as_a_list_is_a_client_error_in_one_log_line(chain_models, caplog, token, header):

@@ -13,7 +13,7 @@ import torch
 
 from net.edge.client import CloudClient, CloudUnavailable
 from net.edge.runner import collaborative_inference
-from net.wire.protocol import recv_frame, send_frame
+from net.wire.protocol import PROTOCOL_VERSION, recv_frame, send_frame
 from predictor import LatencyPredictor, Link
 from predictor.planner import ChainPlanner
 from utils.classes import top_k
@@ -49,7 +49,7 @@ class EvilCloud:
             if self.silent_at_hello:
                 self._stop.wait(30)
                 return
-            send_frame(conn, {"type": "hello", "version": 1, "models": []})
+            send_frame(conn, {"type": "hello", "version": PROTOCOL_VERSION, "models": []})
             while not self._stop.is_set():
                 header, _ = recv_frame(conn)
                 self.requests += 1

@@ -176,3 +176,10 @@ def test_a_model_has_the_same_colour_in_every_run(tmp_path, monkeypatch):
     first, second = colours(figures[0]), colours(figures[1])
     assert first["le_net"] == second["le_net"] and first["mobile_net"] == second["mobile_net"]
     assert len(set(first.values())) == 3
+
+
+def test_the_cut_plot_shows_bytes_per_cut_per_codec(tmp_path):
+    import deployment
+    path = tmp_path / "codecs.png"
+    assert deployment.main(["-t", "le_net", "--bandwidth", "lte", "--plot", str(path)]) == 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -27,8 +27,10 @@ def test_readme_demo_names_a_palace(tmp_path):
               "--edge-slowdown", "10", "--image", "china.jpg", "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout.strip().splitlines()[-1])
-    assert report["fallback"] is False and 0 < report["cut_point"] < report["num_units"] == 26
-    assert "palace" in out.stdout.split("top-5:")[1].splitlines()[1]
+    # the plan is the planner's (at Wi-Fi with this slow an edge: the image file itself, exact); the
+    # answer is the palace either way, and the cloud answered
+    assert report["fallback"] is False and report["num_units"] == 26 and report["lossy"] is False
+    assert report["top5"][0][0] == 698 and "palace" in out.stdout.split("top-5:")[1].splitlines()[1]
 
 
 @needs_fashion_mnist

@@ -54,7 +54,9 @@ def test_two_terminals_then_sigterm(cloud_process, china_jpg):
               "--bandwidth", "lte", "--image", str(china_jpg), "--partition", "3", "--json")
     assert out.returncode == 0, out.stderr
     report = last_json(out.stdout)
-    assert report["cut_point"] == 3 and report["fallback"] is False and report["transfer_bytes"] > 290_400
+    assert report["cut_point"] == 3 and report["fallback"] is False and report["lossy"] is False
+    assert report["codec"] in ("none", "zstd")  # auto at budget 0: exact codecs only
+    assert report["transfer_bytes"] > report["coded_bytes"] == (290_400 if report["codec"] == "none" else report["coded_bytes"])
     with torch.no_grad():
         expected = top_k(get_dnn_model("le_net")(load_image(china_jpg)))
     assert_same_top5(report["top5"], expected)
@@ -88,3 +90,28 @@ def test_help_keeps_the_original_short_flags(script):
     assert out.returncode == 0
     for flag in ("-i IP", "-p PORT", "-d {cpu,cuda}"):
         assert flag in out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model, bandwidth, codec", [("alex_net", "3g", "auto"), ("mobile_net", "wifi", "auto"),
+                                                     ("le_net", "lte", "zstd")])
+def test_codecs_through_a_real_cloud_process_answer_as_local_inference(china_jpg, model, bandwidth, codec):
+    out = run("edge_api.py", "-t", model, "--local-cloud", "--bandwidth", bandwidth, "--edge-slowdown", "10",
+              "--image", str(china_jpg), "--codec", codec, "--json")
+    assert out.returncode == 0, out.stderr
+    report = last_json(out.stdout)
+    assert report["fallback"] is False and report["lossy"] is False
+    assert report["codec"] in (("none", "zstd", "pixels", "file") if codec == "auto" else (codec, "none"))
+    with torch.no_grad():
+        expected = top_k(get_dnn_model(model)(load_image(china_jpg)))
+    assert_same_top5(report["top5"], expected)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--codec", "jpeg90"], "give --image"),
+    (["--codec", "gzip"], "invalid choice"),
+    (["--accuracy-budget", "-1"], "accuracy budget"),
+])
+def test_bad_codec_flags_get_one_line(argv, message):
+    out = run("edge_api.py", "-t", "le_net", "--bandwidth", "10", *argv, timeout=60)
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr

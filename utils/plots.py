@@ -36,11 +36,16 @@ def short_label(k: int, label: str) -> str:
 
 # ----------------------------------------------------------------------------- cut table
 
-def plot_cut_table(document: dict, units: list[dict], path) -> Path:
+CODEC_MARKERS = {"zstd": ("o", "#2F4F4F"), "fp16": ("^", "#8B4513"), "int8": ("v", "#800080")}
+
+
+def plot_cut_table(document: dict, units: list[dict], path, codec_bytes: dict[str, list[int]] | None = None) -> Path:
     """Three panels sharing one x axis (unit k / cut after unit k): predicted edge and cloud
     latency of each unit, the size of each unit's output, and the predicted total of every cut
     (edge / transfer / cloud stacked) with the chosen cut marked. `document` is what
-    `predictor.deploy.cut_table_document` returns, `units` what `Planner.unit_rows` returns."""
+    `predictor.deploy.cut_table_document` returns, `units` what `Planner.unit_rows` returns;
+    `codec_bytes`, per tensor codec, the predicted coded bytes at each cut k = 0..N-1 (markers
+    on the size panel)."""
     cuts, n = document["cuts"], len(units)
     if len(cuts) != n + 1:
         raise ValueError(f"the document has {len(cuts)} cuts, expected {n + 1} for {n} units")
@@ -74,12 +79,19 @@ def plot_cut_table(document: dict, units: list[dict], path) -> Path:
     input_bytes = cuts[0]["transfer_bytes"]
     ax_bytes.bar([0], [input_bytes], width=0.8, color=INPUT_COLOUR, label="input (sent at cut 0)")
     ax_bytes.bar(xs, out_bytes, width=0.8, color=BYTES_COLOUR, label=f"{unit}'s output")
-    _maybe_log(ax_bytes, out_bytes + [input_bytes])
+    for codec, sizes in (codec_bytes or {}).items():
+        marker, colour = CODEC_MARKERS.get(codec, ("x", "black"))
+        ax_bytes.scatter(range(len(sizes)), sizes, marker=marker, color=colour, s=18, zorder=3,
+                         label=f"coded with {codec} (predicted)")
+    _maybe_log(ax_bytes, out_bytes + [input_bytes] + [b for v in (codec_bytes or {}).values() for b in v])
     ax_bytes.axhline(input_bytes, color=INPUT_COLOUR, linestyle="--", linewidth=1)
     ax_bytes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _fmt_bytes(v)))
     ax_bytes.set_ylabel("output size")
     ax_bytes.set_title(f"(b) each {unit}'s output: the tensor a cut after it sends", loc="left", fontsize=10)
-    _legend_above(ax_bytes)
+    if codec_bytes:  # six entries: inside, over the small tensors at the right
+        ax_bytes.legend(loc="upper right", ncols=2, fontsize=8, framealpha=0.85, handlelength=1.2)
+    else:
+        _legend_above(ax_bytes)
 
     # the chosen cut on the unit panels: units 1..k on the edge, k+1..N on the cloud
     if best < n:

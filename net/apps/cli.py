@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 from pathlib import Path
 
 from models import ALL_MODEL_NAMES
 from net.edge.client import DEFAULT_TIMEOUT_S
 from net.emulation.link import NETWORK_PRESETS_MBPS, parse_bandwidth
+from net.wire.codecs import ALL_CODECS, is_input_codec
 from predictor.energy import OBJECTIVES, EdgePower, PowerProfile, PowerProfileError
-from predictor.planner import Objective
+from predictor.planner import ImageInfo, Objective, allowed_codecs
 from utils.device import DEVICES
 
 
@@ -129,3 +132,47 @@ def add_timeout_arg(p: argparse.ArgumentParser) -> None:
                    help=f"how long the cloud may take to answer a request, beyond the expected upload "
                         f"time at the uplink's rate (default {DEFAULT_TIMEOUT_S:g} s; the handshake gets S "
                         "in all); then the request is sent once more, then the edge finishes it itself")
+
+
+def budget_points(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"the accuracy budget is a number of top-1 points >= 0, got {text!r}")
+    return value
+
+
+def add_codec_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--codec", default="auto", choices=("auto", *ALL_CODECS), metavar="auto|none|NAME",
+                   help="how the crossing tensor (at cut 0: maybe the image) is coded: auto (default) lets "
+                        "the planner choose among the exact codecs; none sends float32; or one of "
+                        f"{', '.join(ALL_CODECS[1:])} (always obeyed; lossy ones reported as lossy)")
+    p.add_argument("--accuracy-budget", type=budget_points, default=0.0, metavar="POINTS",
+                   help="top-1 points auto may lose to lossy codecs (default 0: exact codecs only, answers "
+                        "equal to local inference)")
+
+
+def check_codec_args(args: argparse.Namespace, p: argparse.ArgumentParser, num_units: int | None = None) -> None:
+    """One line for a codec that cannot be obeyed: an input codec needs --image and cut 0."""
+    if is_input_codec(args.codec):
+        if getattr(args, "image", None) is None:
+            p.error(f"--codec {args.codec} codes the input image: give --image")
+        partition = getattr(args, "partition", None)
+        if partition is not None and partition != 0 and partition != num_units:
+            p.error(f"--codec {args.codec} codes the input image: it goes with --partition 0, not {partition}")
+
+
+def configure_codecs(planner, args: argparse.Namespace, source, same_image_decoder: bool = True) -> None:
+    """Tell the planner which codecs it may use (--codec, --accuracy-budget) and the image in hand."""
+    image_codecs = source.input_codecs(tuple(planner.model.input_shape)) if source is not None else ()
+    allowed = allowed_codecs(args.codec, args.accuracy_budget, source is not None, same_image_decoder, image_codecs)
+    if is_input_codec(args.codec) and args.codec not in image_codecs:
+        raise SystemExit(f"error: --codec {args.codec}: {planner.model.name} takes its image only as "
+                         f"{' or '.join(image_codecs) or 'a tensor (no input codec)'}")
+    planner.configure_codecs(allowed, ImageInfo.of(source, allowed) if source is not None else None,
+                             args.accuracy_budget)
+    if args.codec == "auto" and args.accuracy_budget > 0 and not planner.codecs.accuracy:
+        print(f"note: no accuracy table of the lossy codecs for {planner.model.name} "
+              "(predictor/codec_accuracy.py): auto uses exact codecs only", file=sys.stderr, flush=True)

@@ -10,11 +10,15 @@ from pathlib import Path
 import torch
 
 from models import ALL_MODEL_NAMES, WeightsUnavailable, categories, get_model, model_input
+from models.weights import preprocessing
 from net.apps.cli import (
+    add_codec_args,
     add_connection_args,
     add_objective_args,
     add_timeout_arg,
     bandwidth_arg,
+    check_codec_args,
+    configure_codecs,
     non_negative_ms,
     objective_from_args,
     slowdown_arg,
@@ -27,11 +31,12 @@ from net.edge.client import CloudClient, CloudRefused, CloudUnavailable
 from net.edge.runner import EdgeReport, collaborative_inference
 from net.emulation.link import LinkPacer
 from net.wire import auth
+from net.wire.codecs import ImageSource
 from predictor import LatencyPredictor, Link, planner_for
 from predictor.deploy import DEFAULT_THREADS, warn_if_other_machine
 from utils.device import DeviceError, resolve_device
 from utils.errors import WEIGHTS_ERRORS, weights_error_line
-from utils.image import ImageError
+from utils.image import ImageError, resolve_image_path
 
 SPEEDTEST = "speedtest"
 
@@ -73,6 +78,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as one JSON line at the end")
     add_timeout_arg(p)
     add_objective_args(p)
+    add_codec_args(p)
     return p
 
 
@@ -93,6 +99,9 @@ def print_report(report: EdgeReport, categories: list[str] | None, out=None) -> 
         print(f"edge energy (modelled, not measured): predicted {e['predicted']:.1f} mJ, "
               f"from the measured times {e['from_measured_times']:.1f} mJ; cut chosen for "
               f"{report.objective}", file=out)
+    if report.codec != "none" or report.encode_ms or report.decode_ms:
+        print(f"codec {report.codec}{' (lossy)' if report.lossy else ' (exact)'}: {report.coded_bytes} coded bytes, "
+              f"encode {report.encode_ms:.2f} ms on the edge, decode {report.decode_ms:.2f} ms on the cloud", file=out)
     print(f"sent {report.transfer_bytes} bytes; top-5:", file=out)
     for index, score in report.top5:
         name = f"  {categories[index]}" if categories else ""
@@ -105,7 +114,9 @@ def main(argv=None, description: str = "") -> int:
     args.objective = objective_from_args(args, parser)
     try:
         device = resolve_device(args.device)
-        x = model_input(args.model, args.weights, args.image)
+        source = (ImageSource.from_path(resolve_image_path(args.image), preprocessing(args.model, args.weights))
+                  if args.image else None)
+        x = source.tensor() if source is not None else model_input(args.model, args.weights)
     except (DeviceError, ImageError) as e:
         parser.exit(2, f"error: {e}\n")
     if isinstance(args.weights, Path) and not args.weights.is_file():
@@ -119,6 +130,8 @@ def main(argv=None, description: str = "") -> int:
         parser.exit(2, f"error: {weights_error_line(e, args.weights, args.model)}\n")
     if args.partition is not None and not 0 <= args.partition <= model.num_units:
         parser.exit(2, f"error: --partition {args.partition} is outside 0..{model.num_units} for {args.model}\n")
+    check_codec_args(args, parser, model.num_units)
+    args.source = source if device.type == "cpu" else None  # image codecs decode on the CPU
     x = x.to(device)
     if args.bandwidth == SPEEDTEST:
         try:
@@ -191,8 +204,9 @@ def _run(args, model, x, host: str, port: int) -> int:
 def _infer(args, model, planner, x, client, bandwidth_mbps, unavailable) -> EdgeReport:
     link = None if bandwidth_mbps is None else Link(bandwidth_mbps, args.rtt)
     partition = None if args.partition is None else model.prefix(args.partition)
+    configure_codecs(planner, args, args.source, client is not None and client.same_image_decoder)
     return collaborative_inference(model, planner, x, client, link, args.objective, partition,
-                                   args.edge_slowdown, unavailable=unavailable)
+                                   args.edge_slowdown, unavailable=unavailable, source=args.source)
 
 
 def _print(args, model, report: EdgeReport) -> int:

@@ -13,10 +13,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from models import ALL_MODEL_NAMES, WeightsUnavailable, model_input
 from models.weights import weights_file
 from net.apps.cli import (
+    add_codec_args,
     add_connection_args,
     add_objective_args,
     add_timeout_arg,
     bandwidth_arg,
+    check_codec_args,
     model_weights_arg,
     non_negative_ms,
     objective_from_args,
@@ -40,11 +42,12 @@ from net.edge.tasks import (
 from net.emulation.link import LinkPacer
 from net.emulation.trace import TraceError, load_trace
 from net.wire import auth
+from net.wire.codecs import ImageSource
 from predictor import LatencyPredictor
 from predictor.deploy import DEFAULT_THREADS, warn_if_other_machine
 from utils.device import DeviceError, resolve_device
 from utils.errors import WEIGHTS_ERRORS, weights_error_line
-from utils.image import ImageError
+from utils.image import ImageError, resolve_image_path
 from utils.provenance import provenance
 
 
@@ -92,6 +95,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                         "PATH.provenance.json) and PATH.png; a given .csv/.xls/.png suffix is dropped")
     add_timeout_arg(p)
     add_objective_args(p)
+    add_codec_args(p)
     return p
 
 
@@ -105,8 +109,11 @@ def main(argv=None, description: str = "") -> int:
     if args.no_shaping and args.bandwidth is None:
         parser.error("--no-shaping goes with --bandwidth (a trace is always replayed on the emulated link)")
     args.objective = objective_from_args(args, parser)
+    check_codec_args(args, parser)
     try:
         device = resolve_device(args.device)
+        source = ImageSource.from_path(resolve_image_path(args.image)) if args.image else None
+        args.source = source if device.type == "cpu" else None  # image codecs decode on the CPU
         trace = load_trace(args.bandwidth_trace) if args.bandwidth_trace else None
     except (DeviceError, TraceError) as e:
         parser.exit(2, f"error: {e}\n")
@@ -149,7 +156,8 @@ def _run(args, tasks, x, cloud_address, monitor_address, trace) -> int:
     host, port = cloud_address
     client = CloudClient(host, port, pacer=pacer, rtt_ms=rtt_ms if pacer else 0.0, token=token,
                          timeout_s=args.timeout)
-    runner = TaskRunner(client, edge, cloud, x, rtt_ms, args.edge_slowdown, dict(args.weights), args.objective)
+    runner = TaskRunner(client, edge, cloud, x, rtt_ms, args.edge_slowdown, dict(args.weights), args.objective,
+                        source=args.source, codec=args.codec, accuracy_budget=args.accuracy_budget)
     for name, path in args.weights:  # a weights file that does not load: one line, before any task
         try:
             runner.model(name)

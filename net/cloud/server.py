@@ -1,9 +1,10 @@
 """The cloud: runs units k+1..N of a model on the tensor an edge sends and returns the answer.
 
 Requests (JSON headers, see docs/PROTOCOL.md):
-  hello  {"version", ["model", "fingerprint"]}          -> hello {"version", "models"}
-  infer  {"model", "cut", "fingerprint", "want_logits"} + tensor "x" -> result
-         {"top5": [[class, probability], ...], "cloud_ms"} (+ tensor "logits" when asked)
+  hello  {"version", ["model", "fingerprint"], ["image_decoder"]}
+                                                         -> hello {"version", "models", "image_decoder"}
+  infer  {"model", "cut", "fingerprint", "want_logits", ["codecs"]} + tensor "x" -> result
+         {"top5": [[class, probability], ...], "cloud_ms", "decode_ms"} (+ tensor "logits" when asked)
   probe  + tensor "data" (uint8)                         -> probe_ok {"bytes"}
   stats                                                  -> stats {"served", "pid"}
 Every infer names its model, cut and weights fingerprint, so no per-connection state is kept.
@@ -20,8 +21,10 @@ import torch
 
 from models import ALL_MODEL_NAMES, get_model
 from models.split import PartitionError, SplitModel
+from models.weights import preprocessing
 from net.server.framework import FrameServer, Reply, RequestError, serve_probes
 from net.server.load import LoadMeter
+from net.wire import codecs
 from net.wire.protocol import DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION
 from utils.classes import top_k
 
@@ -52,6 +55,11 @@ class ModelCache:
                 self._models[name] = self._build(name)
             return self._models[name]
 
+    def preprocessing(self, name: str):
+        """How model `name`'s weights expect an image prepared: what an image sent as a file or
+        pixels is turned into, exactly as the edge would have."""
+        return preprocessing(name, self.weights.get(name))
+
     def _build(self, name: str) -> SplitModel:
         model = get_model(name, self.weights.get(name), self.device)
         model.warm_up(self.device)
@@ -78,12 +86,13 @@ class CloudServer(FrameServer):
     def _validate_hello(self, header: dict) -> None:
         if header.get("version") != PROTOCOL_VERSION:
             raise RequestError("version_mismatch", f"edge speaks protocol version {header.get('version')!r:.20}, "
-                                                   f"cloud speaks {PROTOCOL_VERSION}")
+                                                   f"cloud speaks {PROTOCOL_VERSION}: run the same release on both")
         if "model" in header:
             self._check_weights(header.get("model"), header.get("fingerprint"))
 
     def _hello(self, header: dict, tensors) -> Reply:
-        return {"type": "hello", "version": PROTOCOL_VERSION, "models": list(ALL_MODEL_NAMES)}, None
+        return {"type": "hello", "version": PROTOCOL_VERSION, "models": list(ALL_MODEL_NAMES),
+                "image_decoder": codecs.image_decoder()}, None
 
     def _check_weights(self, name, fingerprint):
         if name not in ALL_MODEL_NAMES:
@@ -100,16 +109,38 @@ class CloudServer(FrameServer):
 
     # -- infer ---------------------------------------------------------------------------------
     def _validate_infer(self, header: dict) -> None:
-        """Model, weights, partition, and the tensors' dtypes and shapes, before their bytes are read."""
+        """Model, weights, partition, the tensors' (decoded) dtypes and shapes and their coded
+        sizes, before their bytes are read."""
         model = self._check_weights(header.get("model"), header.get("fingerprint"))
+        self._check_request(model, header)
+
+    def _check_request(self, model: SplitModel, header: dict):
         try:
-            model.check_request(header.get("cut"), header["tensors"])
+            entries = codecs.declared_entries(header)
+            partition = model.check_request(header.get("cut"), entries)
+        except codecs.CodecError as e:
+            raise RequestError("bad_codec", str(e)) from None
         except PartitionError as e:
             raise RequestError(e.code, str(e)) from None
+        image_coded = [e["name"] for e in entries if codecs.is_input_codec(e.get("codec", "none"))]
+        if image_coded and partition.cut_point != 0:
+            raise RequestError("bad_codec", f"an input codec codes the input only (cut 0), not cut {partition.cut_point}")
+        takes = codecs.input_codecs_for(self.models.preprocessing(model.name), tuple(model.input_shape))
+        refused = [e["codec"] for e in entries if codecs.is_input_codec(e.get("codec", "none")) and e["codec"] not in takes]
+        if refused:
+            raise RequestError("bad_codec", f"{model.name} takes its image as {' or '.join(takes) or 'a tensor only'}, "
+                                            f"not {refused[0]!r:.20}")
+        return partition
 
     def _infer(self, header: dict, tensors: dict[str, torch.Tensor]) -> Reply:
         model = self.models.get(header["model"])
-        partition = model.check_request(header.get("cut"), header["tensors"])
+        partition = self._check_request(model, header)
+        t0 = time.perf_counter()
+        try:
+            tensors = codecs.decode(header, tensors, self.models.preprocessing(header["model"]))
+        except codecs.CodecError as e:  # bounded: nothing was decoded past its declared size
+            raise RequestError("bad_codec", str(e), close=True) from None
+        decode_ms = (time.perf_counter() - t0) * 1e3
         tensors = {name: t.to(self.models.device) for name, t in tensors.items()}
         t0 = time.perf_counter()
         logits = model.run_cloud(tensors, partition)
@@ -117,5 +148,5 @@ class CloudServer(FrameServer):
         self.load.record((model.name, partition.cut_point, *partition.crossing), cloud_ms)
         with self._served_lock:
             self.served += 1
-        reply = {"type": "result", "top5": top_k(logits), "cloud_ms": cloud_ms}
+        reply = {"type": "result", "top5": top_k(logits), "cloud_ms": cloud_ms, "decode_ms": decode_ms}
         return reply, ({"logits": logits.cpu()} if header.get("want_logits") else None)

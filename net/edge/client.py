@@ -15,7 +15,7 @@ from typing import TypeGuard
 import torch
 
 from net.emulation.link import NETWORK_PRESETS_MBPS, LinkPacer
-from net.wire import auth
+from net.wire import auth, codecs
 from net.wire.protocol import PROTOCOL_VERSION, ProtocolError, peer_text, recv_frame, send_frame
 
 CONNECT_TIMEOUT_S = 5.0
@@ -146,8 +146,9 @@ class InferReply:
     top5: list[list]
     logits: torch.Tensor | None
     cloud_ms: float           # the cloud's own compute time
-    transfer_ms: float        # first byte sent .. last byte of the reply, minus cloud_ms
+    transfer_ms: float        # first byte sent .. last byte of the reply, minus cloud_ms and decode_ms
     transfer_bytes: int       # bytes of the request frame on the wire
+    decode_ms: float = 0.0    # the cloud's time to decode the coded tensors
 
 
 class CloudClient:
@@ -175,6 +176,12 @@ class CloudClient:
         self.pacer, self.rtt_ms = pacer, rtt_ms
         self.connect_timeout_s = connect_timeout_s
         self._sock: socket.socket | None = None
+        # the cloud's image decoder, from its hello: `file` is exact only where it equals ours
+        self.cloud_image_decoder: str | None = None
+
+    @property
+    def same_image_decoder(self) -> bool:
+        return self.cloud_image_decoder == codecs.image_decoder()
 
     def _upload_rate_mbps(self) -> float:
         return self.pacer.rate_mbps if self.pacer is not None else (self.expected_mbps or UNKNOWN_RATE_MBPS)
@@ -219,9 +226,16 @@ class CloudClient:
             hello["model"], hello["fingerprint"] = self.weights
         if self.token is not None:
             hello["client_nonce"] = client_nonce
+        hello["image_decoder"] = codecs.image_decoder()
         send_frame(sock, hello)
         reply, _ = recv_frame(sock, max_frame_bytes=REPLY_HEADER_BYTES, deadline=deadline)
         _raise_if_error(reply, self.where)
+        if reply.get("version") != PROTOCOL_VERSION:
+            raise CloudRefused("version_mismatch", f"the cloud at {self.where} speaks protocol version "
+                                                   f"{peer_text(reply.get('version'), 20)}, this edge speaks "
+                                                   f"{PROTOCOL_VERSION}: run the same release on both")
+        decoder = reply.get("image_decoder")
+        self.cloud_image_decoder = decoder if isinstance(decoder, str) else None
         self._note_load(reply)
         server_nonce = reply.get("server_nonce")
         if self.token is None:
@@ -315,12 +329,16 @@ class CloudClient:
         return self.infer_tensors(model, fingerprint, {"x": x}, want_logits, cut=cut)
 
     def infer_tensors(self, model: str, fingerprint: str, tensors: dict[str, torch.Tensor],
-                      want_logits: bool = False, cut: int | None = None) -> InferReply:
+                      want_logits: bool = False, cut: int | None = None,
+                      codec_specs: dict[str, dict] | None = None) -> InferReply:
         """Any model: the named tensors the edge sends (for a DAG model, node outputs by node
-        name; the cloud runs what the output still needs)."""
+        name; the cloud runs what the output still needs). codec_specs: header["codecs"] for
+        tensors sent coded (net/wire/codecs.py)."""
         header = {"type": "infer", "model": model, "fingerprint": fingerprint, "want_logits": want_logits}
         if cut is not None:
             header["cut"] = cut
+        if codec_specs:
+            header["codecs"] = codec_specs
         tensors = {name: t.contiguous() for name, t in tensors.items()}
         num_classes = self.num_classes.get(model)
         reply, tensors, sent, wall_ms = self._request(header, tensors, reply_limits(want_logits, num_classes))
@@ -329,7 +347,12 @@ class CloudClient:
         except BadReply as e:  # a failed request (the caller retries, then falls back), not a crash
             self.close()
             raise CloudUnavailable(f"the cloud at {self.where} sent a malformed result: {e}") from None
-        return InferReply(top5, logits, cloud_ms, wall_ms - cloud_ms, sent)
+        decode_ms = reply.get("decode_ms", 0.0)
+        if not _is_number(decode_ms) or not 0 <= decode_ms <= wall_ms - cloud_ms:
+            self.close()
+            raise CloudUnavailable(f"the cloud at {self.where} sent a malformed result: decode_ms "
+                                   f"{peer_text(decode_ms, 40)} is not within the request's time")
+        return InferReply(top5, logits, cloud_ms, wall_ms - cloud_ms - decode_ms, sent, float(decode_ms))
 
     def stats(self) -> dict:
         """The cloud's counters: {"served": inference requests answered, "pid": its process}."""

@@ -16,12 +16,16 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from models import MODEL_NAMES, get_model
 from models.split import SplitModel
+from models.weights import preprocessing
 from net.edge.bandwidth import measure_bandwidth_mbps
 from net.edge.client import DEFAULT_TIMEOUT_S, CloudClient, CloudRefused, CloudUnavailable
 from net.edge.runner import collaborative_inference
 from net.emulation.link import LinkPacer
 from net.emulation.trace import TracePoint
+from net.wire.codecs import ImageSource
 from predictor import LATENCY, LatencyPredictor, Link, Objective, Planner, planner_for
+from predictor.planner import ImageInfo, allowed_codecs
+from predictor.planner.codec_costs import BASELINE_CODEC
 
 log = logging.getLogger("neurosurgeon.tasks")
 DEFAULT_NUM_TASKS = 40
@@ -108,7 +112,31 @@ class TaskRunner:
     edge_slowdown: float = 1.0
     weights: dict[str, Path] = field(default_factory=dict)
     objective: Objective = LATENCY  # with the edge's powers, when known: energy in the rows
+    source: ImageSource | None = None  # the image file every task classifies, if given
+    codec: str = "auto"  # --codec
+    accuracy_budget: float = 0.0  # --accuracy-budget
     _models: dict[str, tuple[SplitModel, Planner]] = field(default_factory=dict)
+    _images: dict[tuple[str, tuple[str, ...]], ImageInfo] = field(default_factory=dict)
+
+    def source_for(self, name: str) -> ImageSource | None:
+        """The image file, prepared the way model `name`'s weights expect."""
+        if self.source is None:
+            return None
+        return self.source.with_preprocess(preprocessing(name, self.weights.get(name)))
+
+    def _configure_codecs(self, name: str, planner: Planner) -> None:
+        """The codecs this task may use: `file` once the cloud's hello showed the same image decoder,
+        the input codecs the model's input takes."""
+        source = self.source_for(name)
+        image_codecs = source.input_codecs(tuple(planner.model.input_shape)) if source is not None else ()
+        allowed = allowed_codecs(self.codec, self.accuracy_budget, source is not None,
+                                 self.client.same_image_decoder, image_codecs)
+        image = None
+        if source is not None:
+            image = self._images.get((name, allowed))
+            if image is None:
+                image = self._images[(name, allowed)] = ImageInfo.of(source, allowed)
+        planner.configure_codecs(allowed, image, self.accuracy_budget)
 
     def model(self, name: str) -> tuple[SplitModel, Planner]:
         """Built once per name, warmed up, fingerprinted: tasks time inference, not start-up."""
@@ -125,16 +153,17 @@ class TaskRunner:
 
     def run_task(self, task: int, name: str, bandwidth_mbps: float | None, started: float) -> dict:
         model, planner = self.model(name)
+        self._configure_codecs(name, planner)
         start_s = time.monotonic() - started
         if bandwidth_mbps is None:  # never measured: the cloud is unreachable, the edge does all
             link = None
             report = collaborative_inference(model, planner, self.input_for(name), None, None, self.objective,
-                                             edge_slowdown=self.edge_slowdown,
+                                             edge_slowdown=self.edge_slowdown, source=self.source_for(name),
                                              unavailable="uplink never measured: cloud unreachable")
         else:
             link = Link(bandwidth_mbps, self.rtt_ms)
             report = collaborative_inference(model, planner, self.input_for(name), self.client, link, self.objective,
-                                             edge_slowdown=self.edge_slowdown)
+                                             edge_slowdown=self.edge_slowdown, source=self.source_for(name))
         p, m = report.predicted_ms, report.measured_ms
         n = model.num_units
         energy = report.energy_mj or {}
@@ -148,8 +177,14 @@ class TaskRunner:
             "measured_edge_ms": m.edge, "measured_transfer_ms": m.transfer,
             "measured_cloud_ms": m.cloud, "measured_total_ms": m.total,
             "overhead_ms": report.overhead_ms, "transfer_bytes": report.transfer_bytes,
+            "codec": report.codec, "coded_bytes": report.coded_bytes, "lossy": report.lossy,
+            "predicted_encode_ms": p.encode, "predicted_decode_ms": p.decode,
+            "measured_encode_ms": m.encode, "measured_decode_ms": m.decode,
             "predicted_edge_only_ms": planner.edge_only_ms(),
             "predicted_cloud_only_ms": planner.cloud_only_ms(link) if link else None,
+            # what a real app does: upload the crop as a JPEG (with an image only)
+            "predicted_jpeg_upload_ms": (planner.cost(model.prefix(0), link, LATENCY, BASELINE_CODEC).total_ms
+                                         if link and planner.has_image_size(BASELINE_CODEC) else None),
             "fallback": report.fallback, "fallback_reason": report.fallback_reason or "",
             "retries": report.retries, "cloud_load": report.cloud_load, "objective": report.objective,
             "predicted_energy_mj": energy.get("predicted"),
@@ -171,6 +206,7 @@ def summarize(rows: list[dict]) -> list[dict]:
         mine = [r for r in rows if r["model"] == name]
         measured = [r["measured_total_ms"] for r in mine]
         cloud_only = [r["predicted_cloud_only_ms"] for r in mine if r["predicted_cloud_only_ms"] is not None]
+        jpeg = [r["predicted_jpeg_upload_ms"] for r in mine if r.get("predicted_jpeg_upload_ms") is not None]
         cuts = sorted({r["cut_point"] for r in mine})
         predicted = statistics.fmean(r["predicted_total_ms"] for r in mine)
         out.append({
@@ -184,6 +220,8 @@ def summarize(rows: list[dict]) -> list[dict]:
             "speedup_vs_edge_only": statistics.fmean(r["predicted_edge_only_ms"] for r in mine) / predicted,
             "speedup_vs_cloud_only": (statistics.fmean(cloud_only) / statistics.fmean(
                 r["predicted_total_ms"] for r in mine if r["predicted_cloud_only_ms"] is not None)) if cloud_only else None,
+            "speedup_vs_jpeg_upload": (statistics.fmean(jpeg) / statistics.fmean(
+                r["predicted_total_ms"] for r in mine if r.get("predicted_jpeg_upload_ms") is not None)) if jpeg else None,
             **_energy_summary(mine),
         })
     return out
@@ -208,19 +246,21 @@ def percentile(values: list[float], q: float) -> float:
 
 def print_summary(summary: list[dict], out) -> None:
     print(f"\n{'model':<11} {'tasks':>5} {'cuts':<14} {'fallback':>8} {'mean ms':>9} {'p50 ms':>9} "
-          f"{'p95 ms':>9} {'pred ms':>9} {'MAE ms':>8} {'vs edge':>8} {'vs cloud':>8} {'mJ':>8} "
+          f"{'p95 ms':>9} {'pred ms':>9} {'MAE ms':>8} {'vs edge':>8} {'vs cloud':>8} {'vs jpeg':>8} {'mJ':>8} "
           f"{'saved':>6}", file=out)
     for s in summary:
         vs_cloud = "-" if s["speedup_vs_cloud_only"] is None else f"{s['speedup_vs_cloud_only']:.2f}x"
+        vs_jpeg = "-" if s.get("speedup_vs_jpeg_upload") is None else f"{s['speedup_vs_jpeg_upload']:.2f}x"
         saved = s.get("energy_saved_vs_edge_only_pct")
         energy = ("-" if s.get("energy_mj") is None else f"{s['energy_mj']:.1f}",
                   "-" if saved is None else f"{saved:.0f}%")
         print(f"{s['model']:<11} {s['tasks']:>5} {s['cuts'][:14]:<14} {s['fallbacks']:>8} "
               f"{s['mean_ms']:>9.1f} {s['p50_ms']:>9.1f} {s['p95_ms']:>9.1f} {s['predicted_ms']:>9.1f} "
-              f"{s['mae_ms']:>8.1f} {s['speedup_vs_edge_only']:>7.2f}x {vs_cloud:>8} {energy[0]:>8} "
+              f"{s['mae_ms']:>8.1f} {s['speedup_vs_edge_only']:>7.2f}x {vs_cloud:>8} {vs_jpeg:>8} {energy[0]:>8} "
               f"{energy[1]:>6}", file=out)
-    print("vs edge, vs cloud: the chosen cuts' predicted latency against the predicted edge-only and "
-          "cloud-only latency (predictions on both sides: those two are not run)", file=out)
+    print("vs edge, vs cloud, vs jpeg: the chosen cuts' predicted latency against the predicted edge-only, "
+          "cloud-only (float32) and JPEG-upload (jpeg90 at cut 0, with --image) latency (predictions on both "
+          "sides: those are not run)", file=out)
     if any(s.get("energy_mj") is not None for s in summary):
         print("mJ: the edge's energy, modelled from the measured times and the power table (not "
               "measured); saved: the chosen cuts' predicted energy against the predicted energy of "

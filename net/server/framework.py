@@ -51,7 +51,13 @@ PRE_AUTH_FIELDS = ("type", "version", "client_nonce", "tensors")
 
 
 class RequestError(ProtocolError):
-    """A well-formed frame with a request the server refuses (unknown model, wrong shape, ...)."""
+    """A well-formed frame with a request the server refuses (unknown model, wrong shape, ...).
+    With `close`, the connection is closed after the error reply (a peer sending such a frame,
+    e.g. a coded tensor that expands past its declared size, is not served again)."""
+
+    def __init__(self, code: str, message: str, close: bool = False):
+        super().__init__(code, message)
+        self.close = close
 
 
 class _ConnectionHandler(socketserver.BaseRequestHandler):
@@ -264,6 +270,10 @@ class FrameServer(socketserver.ThreadingTCPServer):
             try:
                 reply, reply_tensors = self.handlers[header["type"]](header, tensors)
             except RequestError as e:
+                if e.close:
+                    log.info("%s: %s", peer, peer_text(str(e)))
+                    _reply_error(sock, e.code, e.message, send)
+                    return
                 reply, reply_tensors = {"type": "error", "code": e.code, "message": e.message}, None
             except Exception as e:  # a bug or a failing model must not take the server down
                 log.exception("%s: request failed", peer)

@@ -30,7 +30,8 @@ from collections.abc import Callable
 
 import torch
 
-PROTOCOL_VERSION = 1
+# 2: coded tensors (header["codecs"], net/wire/codecs.py) and the image decoder in the hello
+PROTOCOL_VERSION = 2
 
 # Cap on a frame's body; the largest tensor we send (VGG16-BN after its first conv, 12.8 MB in
 # float32) fits with room to spare. Receivers may lower or raise it.

@@ -3,6 +3,7 @@
 from models.split import SplitModel
 from predictor.planner.base import Planner
 from predictor.planner.chain import ChainPlanner
+from predictor.planner.codec_costs import CodecTable, ImageInfo, allowed_codecs
 from predictor.planner.dag import DagPlanner
 from predictor.planner.values import LATENCY, Link, Objective, Plan, send_ms
 from predictor.regression import LatencyPredictor
@@ -17,4 +18,5 @@ def planner_for(model: SplitModel, edge: LatencyPredictor, cloud: LatencyPredict
     return DagPlanner(model, edge, cloud, edge_slowdown)  # type: ignore[arg-type]
 
 
-__all__ = ["LATENCY", "ChainPlanner", "DagPlanner", "Link", "Objective", "Plan", "Planner", "planner_for", "send_ms"]
+__all__ = ["LATENCY", "ChainPlanner", "CodecTable", "DagPlanner", "ImageInfo", "allowed_codecs",
+            "Link", "Objective", "Plan", "Planner", "planner_for", "send_ms"]

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import cast
 
 import torch
@@ -9,10 +11,12 @@ import torch.nn.functional as F
 
 from models.dag import DagModel
 from models.split import Partition
+from net.wire.codecs import is_input_codec
 from predictor.features import op_spec
 from predictor.planner.base import Planner
+from predictor.planner.codec_costs import CodecCosts, CodecTable, ImageInfo
 from predictor.planner.dag_cut import DagCutSearch, DagNode, partition_cost
-from predictor.planner.values import LATENCY, Link, Objective, Plan
+from predictor.planner.values import LATENCY, Link, Objective, Plan, plan_for
 from predictor.regression import LatencyPredictor
 
 # Functional operations in the traced graphs, by the kind whose regression predicts them.
@@ -66,6 +70,11 @@ class DagPlanner(Planner):
             self.nodes[name] = DagNode(name, edge_ms, cloud_ms, info.out_bytes)
         self.edges = model.edges()
         self.search = DagCutSearch(self.nodes, self.edges, model.input_name)
+        self.codecs = CodecCosts(model.name, CodecTable.load("edge"), CodecTable.load("cloud"), edge_slowdown)
+
+    def configure_codecs(self, allowed: Sequence[str], image: ImageInfo | None = None,
+                         accuracy_budget: float = 0.0) -> None:
+        self.codecs.configure(allowed, image, accuracy_budget)
 
     def unit_rows(self) -> list[dict]:
         names = list(self.model.nodes)[1:]  # names[0] is the input
@@ -75,9 +84,35 @@ class DagPlanner(Planner):
     def edge_only_ms(self) -> float:
         return sum(node.edge_ms for node in self.nodes.values())
 
-    def cost(self, partition: Partition, link: Link, objective: Objective = LATENCY) -> Plan:
-        """The predicted cost of running `partition.edge_nodes` (the input among them) on the edge."""
-        return partition_cost(self.nodes, partition, link, objective, self.model.describe(partition)[0])
+    def cost(self, partition: Partition, link: Link, objective: Objective = LATENCY,
+             codec: str | None = None) -> Plan:
+        """The predicted cost of running `partition.edge_nodes` (the input among them) on the edge,
+        every crossing tensor coded with `codec` (None: the allowed codec of least cost)."""
+        plain = partition_cost(self.nodes, partition, link, objective, self.model.describe(partition)[0])
+        if partition.all_edge:
+            return replace(plain, edge_ms=plain.edge_ms + self.codecs.image_edge_ms())
+        k = partition.cut_point
+        choices = [codec] if codec is not None else list(self.codecs.codecs_at(k))
+        plans = [self._coded(plain, c, k, link, objective) for c in choices or ["none"]]
+        key = objective.weights()
+        return min(plans, key=lambda p: _weighted(p, link, key))
+
+    def _coded(self, plain: Plan, codec: str, k: int, link: Link, objective: Objective) -> Plan:
+        # each crossing tensor at its node's measured ratio
+        coding = self.codecs.coding(codec, k, plain.transfer_bytes,
+                                    {node: self.nodes[node].out_bytes for node in plain.crossing})
+        edge_ms = 0.0 if is_input_codec(codec) else plain.edge_ms + self.codecs.image_edge_ms()
+        return plan_for(plain.partition, plain.label, edge_ms, plain.transfer_bytes,
+                        plain.cloud_ms / link.cloud_load, link, objective, coding)
 
     def best(self, link: Link, objective: Objective = LATENCY) -> Plan:
+        """The minimum cut on float32 bytes, then the best allowed codec for its tensors (the cut
+        and the codec are not chosen jointly for DAGs)."""
         return self.cost(self.model.partition(self.search.best(link, objective).edge_nodes), link, objective)
+
+
+def _weighted(plan: Plan, link: Link, weights: tuple[float, float, float]) -> float:
+    w_edge, w_send, w_wait = weights
+    rtt = link.rtt_ms if plan.crossing else 0.0
+    return (w_edge * (plan.edge_ms + plan.encode_ms) + w_send * (plan.transfer_ms - rtt)
+            + w_wait * (rtt + plan.cloud_ms + plan.decode_ms))

@@ -79,12 +79,17 @@ class Plan:
     edge_ms: float
     transfer_ms: float      # sending + the RTT, when anything is sent
     cloud_ms: float         # scaled by the cloud's load
-    transfer_bytes: int     # the crossing tensors' bytes
+    transfer_bytes: int     # the crossing tensors' bytes as float32 (uncoded)
     energy_mj: float | None = None  # the edge's modelled energy, when the objective has powers
+    codec: str = "none"     # how the crossing tensors (or, at cut 0, the input image) are coded
+    coded_bytes: int = 0    # the coded payload: what the link carries
+    encode_ms: float = 0.0  # on the edge (slowed like its compute)
+    decode_ms: float = 0.0  # on the cloud (scaled by its load)
+    lossy: bool = False     # whether the codec changes the answer
 
     @property
     def total_ms(self) -> float:
-        return self.edge_ms + self.transfer_ms + self.cloud_ms
+        return self.edge_ms + self.encode_ms + self.transfer_ms + self.decode_ms + self.cloud_ms
 
     @property
     def cut_point(self) -> int:
@@ -105,13 +110,31 @@ class Plan:
         return {"cut_point": self.cut_point, "layer": d.pop("label"), **d, "total_ms": self.total_ms}
 
 
+@dataclass(frozen=True)
+class Coding:
+    """A codec's part of a plan: its name, the coded bytes, encode (edge) and decode (cloud) ms."""
+    codec: str = "none"
+    coded_bytes: int | None = None  # None: the tensors' own bytes (no codec)
+    encode_ms: float = 0.0
+    decode_ms: float = 0.0
+    lossy: bool = False
+
+
+NO_CODING = Coding()
+
+
 def plan_for(partition: Partition, label: str, edge_ms: float, nbytes: int, cloud_ms: float,
-             link: Link, objective: Objective) -> Plan:
+             link: Link, objective: Objective, coding: Coding = NO_CODING) -> Plan:
     """The cost of a partition from its parts: nothing sent (all on the edge) pays no transfer,
-    no RTT and no cloud; otherwise bytes / bandwidth + RTT, and the cloud scaled by its load."""
+    no RTT and no cloud; otherwise encode + coded bytes / bandwidth + RTT + decode, and the cloud
+    (its decoding included) scaled by its load. Energy weighs encoding as edge compute and
+    decoding as waiting."""
     if partition.all_edge:
         return Plan(partition, label, edge_ms, 0.0, 0.0, 0, objective.energy_mj(edge_ms, 0.0, 0.0))
-    sending_ms = send_ms(nbytes, link.bandwidth_mbps)
+    coded = nbytes if coding.coded_bytes is None else coding.coded_bytes
+    sending_ms = send_ms(coded, link.bandwidth_mbps)
     cloud_ms = link.cloud_load * cloud_ms
-    energy = objective.energy_mj(edge_ms, sending_ms, link.rtt_ms + cloud_ms)
-    return Plan(partition, label, edge_ms, sending_ms + link.rtt_ms, cloud_ms, nbytes, energy)
+    decode_ms = link.cloud_load * coding.decode_ms
+    energy = objective.energy_mj(edge_ms + coding.encode_ms, sending_ms, link.rtt_ms + cloud_ms + decode_ms)
+    return Plan(partition, label, edge_ms, sending_ms + link.rtt_ms, cloud_ms, nbytes, energy,
+                coding.codec, coded, coding.encode_ms, decode_ms, coding.lossy)
