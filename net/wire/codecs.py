@@ -192,6 +192,8 @@ class ImageSource:
         try:
             with Image.open(io.BytesIO(data)) as img:
                 self.format, self.size = img.format, img.size
+        except Image.DecompressionBombError as e:  # a header declaring more pixels than PIL will decode
+            raise ImageError(f"{name} is too large to decode: {e}".split(" could be decompression bomb")[0]) from None
         except (UnidentifiedImageError, OSError) as e:
             raise ImageError(f"cannot read {name} as an image ({e.__class__.__name__})") from None
 
