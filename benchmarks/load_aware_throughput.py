@@ -92,7 +92,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import RESULTS_DIR  # fresh results: runs/benchmarks/ (benchmarks/__init__.py)
-from benchmarks.decision_quality import CLOUD_CORE, EDGE_CORE, can_pin, pin_threads, runqueue_wait_ms
+from benchmarks.measure import CLOUD_CORE, EDGE_CORE, can_pin, pin_threads, runqueue_wait_ms
 from models import MODEL_NAMES, get_dnn_model
 from net.apps.cli import bandwidth_arg, slowdown_arg
 from net.cloud.local import LocalCloud
