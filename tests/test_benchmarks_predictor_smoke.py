@@ -23,7 +23,32 @@ def test_decision_time_smoke(tmp_path):
 
 def test_predictor_accuracy_smoke(tmp_path):
     out = tmp_path / "pa.csv"
-    predictor_accuracy.main(["--role", "cloud", "--folds", "2", "--out", str(out)])
+    predictor_accuracy.main(["--role", "cloud", "--folds", "2", "--models", "le_net", "mobile_net", "--repeats", "1",
+                             "--out", str(out)])
     df = pd.read_csv(out)
     assert set(df.kind) == {"conv", "dwconv", "linear", "maxpool", "avgpool", "batchnorm", "relu", "add", "cat"}
-    assert (df.mape_pct >= 0).all()
+    assert (df.mape_pct.dropna() >= 0).all()
+    assert set(df.evaluation) == {"2-fold (random rows)", "leave-one-model-out"}
+    lomo = df[df.evaluation == "leave-one-model-out"]
+    assert set(lomo.held_out_model) == {"le_net", "mobile_net"}
+    # only MobileNetV2 (and its width variants) has depthwise convs: no fit without it, said so
+    dw = lomo[(lomo.held_out_model == "mobile_net") & (lomo.kind == "dwconv")].iloc[0]
+    assert dw.n_train == 0 and pd.isna(dw.mape_pct)
+    assert (lomo[lomo.kind == "conv"].n_train > 0).all()
+
+    models = pd.read_csv(tmp_path / "pa_models.csv")
+    assert list(dict.fromkeys(models.model)) == ["le_net", "mobile_net", "mnas_net"]
+    le = models[models.model == "le_net"]
+    assert list(le.prefix_units) == list(range(1, 14)) and le.predicted_held_out_ms.notna().all()
+    assert (models[models.model == "mobile_net"].predicted_held_out_ms.isna()).all()  # no dwconv fit without it
+    mnas = models[models.model == "mnas_net"]
+    assert (mnas.evaluation == "never profiled").all() and (mnas.measured_ms > 0).all()
+    assert (mnas.predicted_in_sample_ms > 0).all()
+
+
+def test_mnas_net_chain_is_torchvisions_mnasnet():
+    from predictor.ops import analyze
+    chain = predictor_accuracy.mnas_net()  # checks its output against torchvision's MNASNet itself
+    kinds = {op.kind for unit in analyze(chain).units for op in unit.ops}
+    assert kinds <= {"conv", "dwconv", "batchnorm", "relu", "add", "avgpool", "flatten", "dropout", "linear"}
+    assert "add" in kinds and "dwconv" in kinds
