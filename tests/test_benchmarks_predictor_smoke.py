@@ -19,6 +19,8 @@ def test_decision_time_smoke(tmp_path):
     df = pd.read_csv(out)  # (each row also asserted that both searches agree)
     assert list(df.model) == ["le_net", "res_net"] and (df.speedup > 0).all()
     assert df.baseline.str.contains("networkx").tolist() == [False, True]
+    assert df.cached_baseline_ms.isna().tolist() == [True, False]  # the DAG's fair baseline: a cached graph
+    assert (df.speedup_vs_cached.dropna() > 0).all()
 
 
 def test_predictor_accuracy_smoke(tmp_path):
