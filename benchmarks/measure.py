@@ -379,7 +379,22 @@ def summarize(rows: list[dict], candidate_rows: list[dict]) -> dict:
             "edge_part_error_median_pct": part_bias("predicted_edge_ms", "edge_ms"),
             "transfer_part_error_median_pct": part_bias("predicted_transfer_ms", "transfer_ms"),
             "cloud_part_error_median_pct": part_bias("predicted_cloud_ms", "cloud_ms"),
-            "overhead_median_ms": round(statistics.median(c["overhead_ms"] for c in measured), 2) if measured else ""}
+            "overhead_median_ms": round(statistics.median(c["overhead_ms"] for c in measured), 2) if measured else "",
+            # where the parts' excess over their predictions goes: time the side's threads waited
+            # for a core (other processes on the machine), against the excess itself, ms
+            "edge_excess_median_ms": _median_diff(measured, "edge_ms", "predicted_edge_ms"),
+            "edge_runq_wait_median_ms": _median_of(measured, "edge_runq_wait_ms"),
+            "cloud_excess_median_ms": _median_diff(measured, "cloud_ms", "predicted_cloud_ms"),
+            "cloud_runq_wait_median_ms": _median_of(measured, "cloud_runq_wait_ms")}
+
+
+def _median_diff(rows: list[dict], measured: str, predicted: str) -> float | str:
+    values = [c[measured] - c[predicted] for c in rows if c[predicted] > 0]
+    return round(statistics.median(values), 2) if values else ""
+
+
+def _median_of(rows: list[dict], key: str) -> float | str:
+    return round(statistics.median(c[key] for c in rows), 2) if rows else ""
 
 
 def print_summary(s: dict, run_s: float) -> None:
@@ -399,3 +414,6 @@ def print_summary(s: dict, run_s: float) -> None:
     print(f"  by part (median over measured candidates): edge {s['edge_part_error_median_pct']}%, transfer "
           f"{s['transfer_part_error_median_pct']}%, cloud {s['cloud_part_error_median_pct']}%; per-request "
           f"overhead (total minus the parts) median {s['overhead_median_ms']} ms; run time {run_s:.0f} s")
+    print(f"  excess over the prediction against time waiting for a core (medians, ms): edge "
+          f"{s['edge_excess_median_ms']} vs {s['edge_runq_wait_median_ms']}, cloud {s['cloud_excess_median_ms']} "
+          f"vs {s['cloud_runq_wait_median_ms']}")
