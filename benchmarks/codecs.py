@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import RESULTS_DIR
-from benchmarks.decision_quality import CLOUD_CORE, EDGE_CORE, HOST, can_pin, geomean, pin_threads
+from benchmarks.measure import CLOUD_CORE, EDGE_CORE, HOST, can_pin, geomean, pin_threads
 from models import MODEL_NAMES, get_dnn_model
 from net.apps.cli import bandwidth_arg
 from net.cloud.local import LocalCloud

@@ -42,8 +42,9 @@ The arms differ only in how the cut is chosen:
   asks the cloud (a `stats` request of a few hundred bytes, as the multi-task edge's bandwidth
   re-measurement does). The rule runs in arm A too, where every request gets a reply: it fires
   there only when a reply takes longer than that (load_refreshes counts them).
-Arms alternate (A, B, A, B, ...; --rounds of each) so that machine noise hits both; before each
-arm the cloud is left idle until its load is under --settle-load (1.1).
+Arms alternate (A, B, B, A, A, B, ...: the arm that starts a round alternates; --rounds of
+each) so that machine noise hits both; before each arm the cloud is left idle until its load
+is under --settle-load (1.1).
 
 Measured per arm and round: throughput_rps = answers completed in the window / the window (one
 answer = one inference of one edge, whatever the cut); cloud_rps = the answers the cloud took
@@ -92,7 +93,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import RESULTS_DIR  # fresh results: runs/benchmarks/ (benchmarks/__init__.py)
-from benchmarks.decision_quality import CLOUD_CORE, EDGE_CORE, can_pin, pin_threads, runqueue_wait_ms
+from benchmarks.measure import CLOUD_CORE, EDGE_CORE, can_pin, pin_threads, runqueue_wait_ms
 from models import MODEL_NAMES, get_dnn_model
 from net.apps.cli import bandwidth_arg, slowdown_arg
 from net.cloud.local import LocalCloud
@@ -282,7 +283,8 @@ def print_row(row: dict) -> None:
 
 
 def run_rounds(args, pinning: str | None, rows: list[dict], request_rows: list[dict], t_start: float) -> None:
-    """The cloud, its calibration, then --rounds of (load-blind, load-aware); rows appended."""
+    """The cloud, its calibration, then --rounds of both arms (load-blind first in odd rounds,
+    load-aware first in even ones); rows appended."""
     work = Workload(args.model, args.edge_slowdown)
     n = len(work.model)
     blind_cut = work.planner.best_cut_point(Link(args.bandwidth, args.rtt, 1.0))
@@ -300,21 +302,23 @@ def run_rounds(args, pinning: str | None, rows: list[dict], request_rows: list[d
         print(f"{'round':>5} {'arm':>6} {'done':>6} {'req/s':>8} {'cloud/s':>8} {'ratio':>6} {'p50 ms':>8} "
               f"{'load50':>6} {'loadmx':>6} {'cloud%':>6} {'edge%':>6} {'edge/p':>6} {'bad':>4}  cuts", flush=True)
         for r in range(1, args.rounds + 1):
-            for arm in ARMS:
+            # which arm starts alternates by round, so neither always meets the machine first
+            for arm in ARMS if r % 2 else ARMS[::-1]:
                 settle_s = settle(cloud.port, args.settle_load)
                 log(f"round {r} {arm}: cloud settled in {settle_s:.1f} s; "
                     f"elapsed {time.perf_counter() - t_start:.0f} s")
                 row = run_arm(work, cloud.port, arm, args, blind_cut, cloud.process.pid)
                 row["round"], row["settle_s"], row["ratio_vs_blind"] = r, round(settle_s, 1), ""
-                if arm == "aware":
-                    blind = rows[-1]["throughput_rps"]
-                    row["ratio_vs_blind"] = round(row["throughput_rps"] / blind, 3) if blind else ""
                 rows.append(row)
-                print_row(row)
                 if args.requests_out:
                     request_rows.extend({"round": r, "arm": arm, **req} for req in row.pop("requests"))
                 else:
                     row.pop("requests")
+            pair = {row["arm"]: row for row in rows[-2:]}
+            blind = pair["blind"]["throughput_rps"]
+            pair["aware"]["ratio_vs_blind"] = round(pair["aware"]["throughput_rps"] / blind, 3) if blind else ""
+            for row in rows[-2:]:
+                print_row(row)
                 if row["first_problem"]:
                     log(f"      first problem: {row['first_problem']}")
 
@@ -326,7 +330,8 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--duration-s", type=float, default=30.0,
                    help="timed window per arm and round (default %(default)s)")
     p.add_argument("--warmup-s", type=float, default=5.0, help="untimed start of each arm (default %(default)s)")
-    p.add_argument("--rounds", type=int, default=5, help="rounds of (load-blind, load-aware) (default %(default)s)")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="rounds of both arms, the one that starts alternating (default %(default)s)")
     p.add_argument("--bandwidth", type=bandwidth_arg, default=bandwidth_arg("wifi"), metavar="MBPS|3g|lte|wifi",
                    help="each edge's uplink, Mbit/s or a preset (default wifi, 18.88 Mbit/s)")
     p.add_argument("--rtt", type=float, default=0.0, help="round-trip time, ms (default 0)")

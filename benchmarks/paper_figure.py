@@ -1,11 +1,12 @@
 """The paper's headline figure from the decision-quality CSV: measured end-to-end latency of
-edge-only, cloud-only and the chosen cut, for AlexNet and VGG16-BN on 3G, LTE and Wi-Fi.
+edge-only, cloud-only and the chosen cut, for AlexNet, VGG16-BN and MobileNetV2 on 3G, LTE and Wi-Fi
+(those of them the CSV has).
 
   python -m benchmarks.paper_figure [--csv runs/benchmarks/decision_quality.csv]
                                     [--out runs/benchmarks/paper_figure.png]
 
 One group of three bars per model x network. The bars are the medians benchmarks.decision_quality
-measured in its search pass (edge_only_ms, cloud_only_ms, chosen_search_ms), where all three
+measured in its interleaved rounds (edge_only_ms, cloud_only_ms, chosen_ms), where all three
 were measured alike, so each bar's ratio is the speed-up written above the chosen cut. A log axis
 when the bars span more than 30x. Combinations missing from the CSV are left out.
 
@@ -23,7 +24,7 @@ from matplotlib.ticker import FuncFormatter
 from benchmarks import RESULTS_DIR, SHIPPED_RESULTS_DIR
 from utils.plots import CLOUD_COLOUR, DPI, EDGE_COLOUR, TRANSFER_COLOUR, _fmt_ms, _maybe_log
 
-MODELS = {"alex_net": "AlexNet", "vgg_net": "VGG16-BN"}
+MODELS = {"alex_net": "AlexNet", "vgg_net": "VGG16-BN", "mobile_net": "MobileNetV2"}
 NETWORKS = {"3g": "3G", "lte": "LTE", "wifi": "Wi-Fi"}
 CHOSEN_COLOUR = TRANSFER_COLOUR
 BAR_WIDTH = 0.26
@@ -36,8 +37,10 @@ def read_results(path: Path) -> tuple[dict[str, str], list[dict]]:
 
 
 def chosen_ms(row: dict) -> float:
-    """The chosen cut's median from the same pass as edge-only and cloud-only."""
-    if row.get("chosen_search_ms"):
+    """The chosen cut's median from the same runs as edge-only and cloud-only."""
+    if row.get("rounds"):  # the interleaved method: chosen_ms is from the same rounds
+        return float(row["chosen_ms"])
+    if row.get("chosen_search_ms"):  # older CSVs: the search pass's median
         return float(row["chosen_search_ms"])
     return float(row["edge_only_ms"]) / float(row["speedup_vs_edge"])  # CSVs without the column
 

@@ -1,6 +1,6 @@
 """Tensor transfer throughput of our frames against a raw-socket baseline of the same bytes.
 
-  python -m benchmarks.protocol_throughput [--sizes 10KB 100KB 1MB 10MB 100MB] [--repeats N] [--thp]
+  python -m benchmarks.protocol_throughput [--sizes 10KB 100KB 1MB 10MB 100MB] [--repeats N] [--runs R] [--thp]
 
 One TCP connection over loopback (127.0.0.1): this process sends, a second process receives
 (as edge and cloud are separate processes; in one process the two sides would also contend for
@@ -17,7 +17,11 @@ Methods, in the same run, interleaved (frames, raw, torch, frames, ...), median 
 
 Every received tensor is compared with the one sent, outside the timed window (`errors`).
 MB/s counts the tensor's bytes only (10^6 B/s); a frame also carries ~70 bytes of prefix and
-header. --thp starts the receiver with THP_MEM_ALLOC_ENABLE=1 (PyTorch then backs allocations
+header. --runs R repeats the whole measurement R times (a new receiving process each time): loopback
+on a shared VM swings by tens of percent from run to run, more than within one. The CSV then
+holds, per size, the median over the runs of each run's figures, with the least and greatest
+ratio beside the median (`*_min`, `*_max`), and NAME_runs.csv every run's own rows. --thp starts
+the receiver with THP_MEM_ALLOC_ENABLE=1 (PyTorch then backs allocations
 of 2 MiB and more with transparent huge pages: far fewer page faults on a fresh buffer).
 """
 from __future__ import annotations
@@ -199,33 +203,64 @@ def measure(sizes: list[int], repeats: int, warmup: int = 1, thp: bool = False) 
     return rows
 
 
+RATIOS = ("frames_vs_raw", "torch_vs_raw", "frames_vs_torch")
+
+
+def across_runs(per_run: list[dict], sizes: list[int]) -> list[dict]:
+    """Per size: the median over the runs of each run's figures; the ratios' least and greatest
+    beside; errors summed."""
+    rows = []
+    for n in sizes:
+        mine = [r for r in per_run if r["size_bytes"] == n]
+        row = {"size_bytes": n, "size": mine[0]["size"], "repeats": mine[0]["repeats"], "runs": len(mine)}
+        for key in [k for k in mine[0] if k.endswith(("_ms", "_MBps")) or k in RATIOS]:
+            row[key] = round(statistics.median(r[key] for r in mine), 4 if key.endswith("_ms") else 3)
+        for key in RATIOS:
+            row[f"{key}_min"] = min(r[key] for r in mine)
+            row[f"{key}_max"] = max(r[key] for r in mine)
+        row["errors"] = sum(r["errors"] for r in mine)
+        rows.append(row)
+    return rows
+
+
 def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", nargs="+", type=parse_size, default=[parse_size(s) for s in DEFAULT_SIZES],
                    metavar="SIZE", help=f"tensor sizes, 10^3 multiples (default: {' '.join(DEFAULT_SIZES)})")
     p.add_argument("--repeats", type=int, default=21, help="timed transfers per method and size")
+    p.add_argument("--runs", type=int, default=1,
+                   help="whole measurements, each with its own receiver; the CSV has their medians (default 1)")
     p.add_argument("--thp", action="store_true",
                    help="receiver with THP_MEM_ALLOC_ENABLE=1 (huge pages for its large tensors)")
     p.add_argument("--out", type=Path, default=None,
                    help="CSV path (default: runs/benchmarks/protocol_throughput.csv, _thp with --thp)")
     args = p.parse_args(argv)
-    if args.repeats < 1:
-        p.error("--repeats must be at least 1")
+    if args.repeats < 1 or args.runs < 1:
+        p.error("--repeats and --runs must be at least 1")
     if args.out is None:
         args.out = RESULTS_DIR / f"protocol_throughput{'_thp' if args.thp else ''}.csv"
-    rows = measure(args.sizes, args.repeats, thp=args.thp)
+    per_run = []
+    for run in range(1, args.runs + 1):
+        per_run += [{"run": run, **row} for row in measure(args.sizes, args.repeats, thp=args.thp)]
+    rows = across_runs(per_run, args.sizes)
     print(f"{'size':>8} {'frames ms':>10} {'raw ms':>9} {'torch ms':>9} {'frames MB/s':>12} "
           f"{'raw MB/s':>9} {'torch MB/s':>11} {'ours/raw':>9} {'torch/raw':>10} {'ours/torch':>11} {'errors':>7}")
     for r in rows:
         print(f"{r['size']:>8} {r['frames_ms']:>10.3f} {r['raw_ms']:>9.3f} {r['torch_ms']:>9.3f} "
               f"{r['frames_MBps']:>12.1f} {r['raw_MBps']:>9.1f} {r['torch_MBps']:>11.1f} "
               f"{r['frames_vs_raw']:>9.2f} {r['torch_vs_raw']:>10.2f} {r['frames_vs_torch']:>11.2f} {r['errors']:>7}")
-    write_csv_with_provenance(args.out, rows, list(rows[0]),
-                              provenance(host=HOST, receiver="separate process, 1 torch thread",
-                                         thp_mem_alloc=int(args.thp), repeats=args.repeats, warmup=1,
-                                         order="interleaved " + ",".join(METHODS),
-                                         statistic="median", mb="10^6 bytes"))
-    print(f"wrote {args.out}")
+    meta = provenance(host=HOST, receiver="separate process, 1 torch thread",
+                      thp_mem_alloc=int(args.thp), repeats=args.repeats, warmup=1, runs=args.runs,
+                      order="interleaved " + ",".join(METHODS),
+                      statistic="median of repeats within a run; median of runs across them", mb="10^6 bytes")
+    write_csv_with_provenance(args.out, rows, list(rows[0]), meta)
+    runs_out = args.out.with_name(f"{args.out.stem}_runs.csv")
+    write_csv_with_provenance(runs_out, per_run, list(per_run[0]), meta)
+    if args.runs > 1:
+        for r in rows:
+            print(f"{r['size']:>8}: ours/raw over {args.runs} runs median {r['frames_vs_raw']:.2f} "
+                  f"(min {r['frames_vs_raw_min']:.2f}, max {r['frames_vs_raw_max']:.2f})")
+    print(f"wrote {args.out} and {runs_out}")
     if any(r["errors"] for r in rows):
         raise SystemExit("error: some received tensors differ from the ones sent")
     return rows

@@ -23,16 +23,41 @@ def test_decision_time_smoke(tmp_path):
     df = pd.read_csv(out)  # (each row also asserted that both searches agree)
     assert list(df.model) == ["le_net", "res_net"] and (df.speedup > 0).all()
     assert df.baseline.str.contains("networkx").tolist() == [False, True]
+    assert df.cached_baseline_ms.isna().tolist() == [True, False]  # the DAG's fair baseline: a cached graph
+    assert (df.speedup_vs_cached.dropna() > 0).all()
 
 
 def test_predictor_accuracy_smoke(tmp_path):
     out = tmp_path / "pa.csv"
-    predictor_accuracy.main(["--role", "cloud", "--folds", "2", "--out", str(out)])
+    predictor_accuracy.main(["--role", "cloud", "--folds", "2", "--models", "le_net", "mobile_net", "--repeats", "1",
+                             "--out", str(out)])
     df = pd.read_csv(out)
     assert set(df.kind) == {"conv", "dwconv", "linear", "maxpool", "avgpool", "batchnorm", "relu", "add", "cat"}
-    # every regressor of a kind is scored on all of that kind's profile rows, and the shares agree
-    for kind, rows in df.groupby("kind"):
+    # the random-rows evaluation scores every regressor of a kind on all of that kind's profile rows
+    for kind, rows in df[df.evaluation == "2-fold (random rows)"].groupby("kind"):
         assert set(rows.n) == {len(read_dataset(DATASET_DIR / "cloud" / f"{kind}_lat.csv"))}
     assert ((df.within_10_pct <= df.within_20_pct) & (df.within_20_pct <= 100)).all()
-    ours = df[df.regressor == "linear_weighted (ours)"].set_index("kind")
-    assert (ours.mape_pct < 100).all()  # a fit that is off by more than the latencies would be no fit
+    assert set(df.evaluation) == {"2-fold (random rows)", "leave-one-model-out"}
+    lomo = df[df.evaluation == "leave-one-model-out"]
+    assert set(lomo.held_out_model) == {"le_net", "mobile_net"}
+    # only MobileNetV2 (and its width variants) has depthwise convs: no fit without it, said so
+    dw = lomo[(lomo.held_out_model == "mobile_net") & (lomo.kind == "dwconv")].iloc[0]
+    assert dw.n_train == 0 and pd.isna(dw.mape_pct)
+    assert (lomo[lomo.kind == "conv"].n_train > 0).all()
+
+    models = pd.read_csv(tmp_path / "pa_models.csv")
+    assert list(dict.fromkeys(models.model)) == ["le_net", "mobile_net", "mnas_net"]
+    le = models[models.model == "le_net"]
+    assert list(le.prefix_units) == list(range(1, 14)) and le.predicted_held_out_ms.notna().all()
+    assert (models[models.model == "mobile_net"].predicted_held_out_ms.isna()).all()  # no dwconv fit without it
+    mnas = models[models.model == "mnas_net"]
+    assert (mnas.evaluation == "never profiled").all() and (mnas.measured_ms > 0).all()
+    assert (mnas.predicted_in_sample_ms > 0).all()
+
+
+def test_mnas_net_chain_is_torchvisions_mnasnet():
+    from predictor.ops import analyze
+    chain = predictor_accuracy.mnas_net()  # checks its output against torchvision's MNASNet itself
+    kinds = {op.kind for unit in analyze(chain).units for op in unit.ops}
+    assert kinds <= {"conv", "dwconv", "batchnorm", "relu", "add", "avgpool", "flatten", "dropout", "linear"}
+    assert "add" in kinds and "dwconv" in kinds

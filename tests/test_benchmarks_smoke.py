@@ -28,6 +28,19 @@ def test_protocol_throughput_smallest(tmp_path):
     assert float(rows[0]["frames_MBps"]) > 0 and float(rows[0]["raw_MBps"]) > 0
 
 
+def test_protocol_throughput_runs_give_medians_and_ranges(tmp_path):
+    out = tmp_path / "pt.csv"
+    protocol_throughput.main(["--sizes", "10KB", "--repeats", "1", "--runs", "3", "--out", str(out)])
+    meta, rows = read_rows(out)
+    assert any(line == "# runs: 3" for line in meta)
+    (row,) = rows
+    assert row["runs"] == "3"
+    assert float(row["frames_vs_raw_min"]) <= float(row["frames_vs_raw"]) <= float(row["frames_vs_raw_max"])
+    _, per_run = read_rows(tmp_path / "pt_runs.csv")
+    assert [r["run"] for r in per_run] == ["1", "2", "3"]
+    assert sorted(float(r["frames_vs_raw"]) for r in per_run)[1] == float(row["frames_vs_raw"])
+
+
 def test_cloud_concurrency_smallest(tmp_path):
     out = tmp_path / "cloud_concurrency.csv"
     cloud_concurrency.main(["--model", "le_net", "--clients", "1", "2", "--requests", "3", "--out", str(out)])
