@@ -36,7 +36,8 @@ def test_predictor_accuracy_smoke(tmp_path):
     # the random-rows evaluation scores every regressor of a kind on all of that kind's profile rows
     for kind, rows in df[df.evaluation == "2-fold (random rows)"].groupby("kind"):
         assert set(rows.n) == {len(read_dataset(DATASET_DIR / "cloud" / f"{kind}_lat.csv"))}
-    assert ((df.within_10_pct <= df.within_20_pct) & (df.within_20_pct <= 100)).all()
+    scored = df[df.mape_pct.notna()]  # (a held-out kind with no rows left to fit is not scored)
+    assert ((scored.within_10_pct <= scored.within_20_pct) & (scored.within_20_pct <= 100)).all()
     assert set(df.evaluation) == {"2-fold (random rows)", "leave-one-model-out"}
     lomo = df[df.evaluation == "leave-one-model-out"]
     assert set(lomo.held_out_model) == {"le_net", "mobile_net"}
