@@ -40,6 +40,7 @@ class ModelCache:
         self.device = device
         self.weights = weights or {}
         self._models: dict[str, SplitModel] = {}
+        self._preprocessing: dict[str, codecs.Preprocess] = {}  # per built model, made once
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()  # guards _locks only, held for a dict lookup
 
@@ -55,15 +56,16 @@ class ModelCache:
                 self._models[name] = self._build(name)
             return self._models[name]
 
-    def preprocessing(self, name: str):
-        """How model `name`'s weights expect an image prepared: what an image sent as a file or
-        pixels is turned into, exactly as the edge would have."""
-        return preprocessing(name, self.weights.get(name))
+    def preprocessing(self, name: str) -> codecs.Preprocess:
+        """How built model `name`'s weights expect an image prepared: what an image sent as a
+        file or pixels is turned into, exactly as the edge would have."""
+        return self._preprocessing[name]
 
     def _build(self, name: str) -> SplitModel:
         model = get_model(name, self.weights.get(name), self.device)
         model.warm_up(self.device)
         model.expected_tensors(model.prefix(0))  # any shapes a request is checked against, once
+        self._preprocessing[name] = preprocessing(name, self.weights.get(name))
         return model
 
 
@@ -122,11 +124,13 @@ class CloudServer(FrameServer):
             raise RequestError("bad_codec", str(e)) from None
         except PartitionError as e:
             raise RequestError(e.code, str(e)) from None
-        image_coded = [e["name"] for e in entries if codecs.is_input_codec(e.get("codec", "none"))]
-        if image_coded and partition.cut_point != 0:
+        image_codecs = [e["codec"] for e in entries if codecs.is_input_codec(e.get("codec", "none"))]
+        if not image_codecs:
+            return partition
+        if partition.cut_point != 0:
             raise RequestError("bad_codec", f"an input codec codes the input only (cut 0), not cut {partition.cut_point}")
         takes = codecs.input_codecs_for(self.models.preprocessing(model.name), tuple(model.input_shape))
-        refused = [e["codec"] for e in entries if codecs.is_input_codec(e.get("codec", "none")) and e["codec"] not in takes]
+        refused = [c for c in image_codecs if c not in takes]
         if refused:
             raise RequestError("bad_codec", f"{model.name} takes its image as {' or '.join(takes) or 'a tensor only'}, "
                                             f"not {refused[0]!r:.20}")
@@ -137,7 +141,7 @@ class CloudServer(FrameServer):
         partition = self._check_request(model, header)
         t0 = time.perf_counter()
         try:
-            tensors = codecs.decode(header, tensors, self.models.preprocessing(header["model"]))
+            tensors = codecs.decode(header, tensors, self.models.preprocessing(model.name))
         except codecs.CodecError as e:  # bounded: nothing was decoded past its declared size
             raise RequestError("bad_codec", str(e), close=True) from None
         decode_ms = (time.perf_counter() - t0) * 1e3

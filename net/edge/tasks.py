@@ -117,12 +117,15 @@ class TaskRunner:
     accuracy_budget: float = 0.0  # --accuracy-budget
     _models: dict[str, tuple[SplitModel, Planner]] = field(default_factory=dict)
     _images: dict[tuple[str, tuple[str, ...]], ImageInfo] = field(default_factory=dict)
+    _sources: dict[str, ImageSource] = field(default_factory=dict)
 
     def source_for(self, name: str) -> ImageSource | None:
         """The image file, prepared the way model `name`'s weights expect."""
         if self.source is None:
             return None
-        return self.source.with_preprocess(preprocessing(name, self.weights.get(name)))
+        if name not in self._sources:  # once per model, not once per task
+            self._sources[name] = self.source.with_preprocess(preprocessing(name, self.weights.get(name)))
+        return self._sources[name]
 
     def _configure_codecs(self, name: str, planner: Planner) -> None:
         """The codecs this task may use: `file` once the cloud's hello showed the same image decoder,
@@ -155,15 +158,11 @@ class TaskRunner:
         model, planner = self.model(name)
         self._configure_codecs(name, planner)
         start_s = time.monotonic() - started
-        if bandwidth_mbps is None:  # never measured: the cloud is unreachable, the edge does all
-            link = None
-            report = collaborative_inference(model, planner, self.input_for(name), None, None, self.objective,
-                                             edge_slowdown=self.edge_slowdown, source=self.source_for(name),
-                                             unavailable="uplink never measured: cloud unreachable")
-        else:
-            link = Link(bandwidth_mbps, self.rtt_ms)
-            report = collaborative_inference(model, planner, self.input_for(name), self.client, link, self.objective,
-                                             edge_slowdown=self.edge_slowdown, source=self.source_for(name))
+        # never measured: the cloud is unreachable, and the edge does all
+        link = None if bandwidth_mbps is None else Link(bandwidth_mbps, self.rtt_ms)
+        report = collaborative_inference(model, planner, self.input_for(name), self.client if link else None, link,
+                                         self.objective, edge_slowdown=self.edge_slowdown, source=self.source_for(name),
+                                         unavailable=None if link else "uplink never measured: cloud unreachable")
         p, m = report.predicted_ms, report.measured_ms
         n = model.num_units
         energy = report.energy_mj or {}
