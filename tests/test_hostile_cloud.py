@@ -155,6 +155,10 @@ GOOD = {"type": "result", "top5": [[3, 0.5], [1, 0.2]], "cloud_ms": 1.0}
     {**GOOD, "tensors": [{"name": "logits", "dtype": {"x": 1}, "shape": [1, 10]}]},
     {**GOOD, "tensors": [{"name": "junk", "dtype": "float32", "shape": [1, 10]}]},
     {**GOOD, "type": ["result"]},
+    {**GOOD, "decode_ms": "slow"},                                      # the codecs' field, as hostile
+    {**GOOD, "decode_ms": -1.0},
+    {**GOOD, "decode_ms": 1e9},                                         # longer than the request
+    {**GOOD, "decode_ms": float("inf")},
 ], ids=lambda r: json.dumps(r)[:60])
 def test_a_malformed_result_is_a_failed_request_never_a_crash(le_net, x, reply):
     def bad(conn, header):
