@@ -1,4 +1,6 @@
-"""Predicted per-node latencies of a traced DAG model, and its min-cut partition at a link."""
+"""Predicted per-node latencies of a traced DAG model, and its best partition and codec at a link:
+one minimum cut per allowed tensor codec (the cut and the codec chosen jointly, as the chain scan
+does), against sending the input with an input codec and keeping everything on the edge."""
 from __future__ import annotations
 
 import operator
@@ -84,13 +86,14 @@ class DagPlanner(Planner):
                       if not is_input_codec(codec) and self.codecs.admitted_at_every_cut(codec)}
 
     def _codec_arcs(self, codec: str) -> CodecArcs:
-        # each node's output coded alone, exactly as cost() codes a partition's crossing tensors
-        # (CodecCosts.coding sums over tensors, fixed costs included per tensor)
+        # each node's output coded alone: CodecCosts.coding of several tensors is the sum of
+        # these (fixed costs per tensor), so a cut's capacity is exactly what cost() charges its
+        # partition (the cut point given is unused: a DAG's ratios are per node)
         codings = {name: self.codecs.coding(codec, 0, node.out_bytes, {name: node.out_bytes})
                    for name, node in self.nodes.items()}
-        sent = {name: float(node.out_bytes if c.coded_bytes is None else c.coded_bytes)
-                for (name, node), c in zip(self.nodes.items(), codings.values())}
-        return self.search.codec_arcs(codec, sent, {n: c.encode_ms for n, c in codings.items()},
+        sent_bytes = {name: float(self.nodes[name].out_bytes if c.coded_bytes is None else c.coded_bytes)
+                      for name, c in codings.items()}
+        return self.search.codec_arcs(codec, sent_bytes, {n: c.encode_ms for n, c in codings.items()},
                                       {n: c.decode_ms for n, c in codings.items()}, self.codecs.image_edge_ms())
 
     def codecs_for(self, partition: Partition) -> tuple[str, ...]:
