@@ -186,10 +186,23 @@ class CodecCosts:
             return self.forced or (loss is not None and loss <= self.budget)
         return tuple(c for c in self.allowed if (k == 0 or not wire.is_input_codec(c)) and admitted(c))
 
+    def admitted_at_every_cut(self, codec: str) -> bool:
+        """Whether `codec` may code any partition's tensors: an exact codec, or the one codec
+        forced, or a lossy codec whose measured loss is within the budget at every cut it was
+        measured at. Conservative, for a DAG's minimum cut, which ranges over partitions that no
+        one cut point names (and a codec never measured is not admitted: no DAG model's is)."""
+        if not wire.is_lossy(codec) or self.forced:
+            return True
+        losses = self.accuracy.get(codec)
+        if not losses:
+            return False
+        return max(float(v) for v in losses) <= self.budget
+
     def coding(self, codec: str, k: int, raw_bytes: int, tensors: dict[str, int] | None = None) -> Coding:
         """Codec `codec` on the tensors of cut k (raw_bytes of float32; a DAG gives its crossing
-        tensors' bytes by node name, each coded at its node's measured ratio). For a tensor codec
-        the image's preprocessing is not included (see image_edge_ms)."""
+        tensors' bytes by node name, each coded at its node's measured ratio and paying the
+        codec's fixed costs). For a tensor codec the image's preprocessing is not included (see
+        image_edge_ms)."""
         lossy = wire.is_lossy(codec)
         if codec == "none":
             return NO_CODING
@@ -206,8 +219,14 @@ class CodecCosts:
                 return Coding(codec, coded, slow * edge.prep_ms(pixels), cloud.image["normalise_ms"], lossy)
             return Coding(codec, coded, slow * (edge.prep_ms(pixels) + edge.image[f"{codec}_encode_ms"]),
                           cloud.image["jpeg_decode_ms"] + cloud.image["normalise_ms"], lossy)
-        if tensors is not None:
-            coded = sum(max(1, math.ceil(edge.ratio(self.model, codec, node) * n)) for node, n in tensors.items())
-        else:
+        if tensors is None:
             coded = max(1, math.ceil(edge.ratio(self.model, codec, k) * raw_bytes))
-        return Coding(codec, coded, slow * edge.encode_ms(codec, raw_bytes), cloud.decode_ms(codec, raw_bytes), lossy)
+            return Coding(codec, coded, slow * edge.encode_ms(codec, raw_bytes), cloud.decode_ms(codec, raw_bytes), lossy)
+        # Each crossing tensor is coded and decoded on its own (wire.encode_all, wire.decode), and
+        # the fixed costs were fitted on one-tensor calls: each tensor pays them, not the request
+        # once. So the cost is a sum over tensors, which the DAG minimum cut puts on each
+        # producer's arc (DagPlanner).
+        coded = sum(max(1, math.ceil(edge.ratio(self.model, codec, node) * n)) for node, n in tensors.items())
+        encode_ms = slow * sum(edge.encode_ms(codec, n) for n in tensors.values())
+        decode_ms = sum(cloud.decode_ms(codec, n) for n in tensors.values())
+        return Coding(codec, coded, encode_ms, decode_ms, lossy)

@@ -1,4 +1,6 @@
-"""Predicted per-node latencies of a traced DAG model, and its min-cut partition at a link."""
+"""Predicted per-node latencies of a traced DAG model, and its best partition and codec at a link:
+one minimum cut per allowed tensor codec (the cut and the codec chosen jointly, as the chain scan
+does), against sending the input with an input codec and keeping everything on the edge."""
 from __future__ import annotations
 
 import operator
@@ -15,7 +17,7 @@ from net.wire.codecs import is_input_codec
 from predictor.features import op_spec
 from predictor.planner.base import Planner
 from predictor.planner.codec_costs import CodecCosts, CodecTable, ImageInfo
-from predictor.planner.dag_cut import DagCutSearch, DagNode, partition_cost
+from predictor.planner.dag_cut import CodecArcs, DagCutSearch, DagNode, objective_cost, partition_cost
 from predictor.planner.values import LATENCY, Link, Objective, Plan, plan_for
 from predictor.regression import LatencyPredictor
 
@@ -56,7 +58,8 @@ def node_label(model: DagModel, name: str) -> str:
 
 
 class DagPlanner(Planner):
-    """Predicted per-node latencies of a traced model; the best partition by one minimum cut."""
+    """Predicted per-node latencies of a traced model; the best partition and codec by one minimum
+    cut per allowed tensor codec."""
     model: DagModel
 
     def __init__(self, model: DagModel, edge: LatencyPredictor, cloud: LatencyPredictor,
@@ -70,11 +73,35 @@ class DagPlanner(Planner):
             self.nodes[name] = DagNode(name, edge_ms, cloud_ms, info.out_bytes)
         self.edges = model.edges()
         self.search = DagCutSearch(self.nodes, self.edges, model.input_name)
+        self.all_edge = model.partition(model.nodes)
         self.codecs = CodecCosts(model.name, CodecTable.load("edge"), CodecTable.load("cloud"), edge_slowdown)
+        self.configure_codecs(("none",))
 
     def configure_codecs(self, allowed: Sequence[str], image: ImageInfo | None = None,
                          accuracy_budget: float = 0.0) -> None:
+        """Also makes each usable tensor codec's arcs for the minimum cut, once: a decision then
+        only weighs them for its link."""
         self.codecs.configure(allowed, image, accuracy_budget)
+        self._arcs = {codec: self._codec_arcs(codec) for codec in self.codecs.allowed
+                      if not is_input_codec(codec) and self.codecs.admitted_at_every_cut(codec)}
+
+    def _codec_arcs(self, codec: str) -> CodecArcs:
+        # each node's output coded alone: CodecCosts.coding of several tensors is the sum of
+        # these (fixed costs per tensor), so a cut's capacity is exactly what cost() charges its
+        # partition (the cut point given is unused: a DAG's ratios are per node)
+        codings = {name: self.codecs.coding(codec, 0, node.out_bytes, {name: node.out_bytes})
+                   for name, node in self.nodes.items()}
+        sent_bytes = {name: float(self.nodes[name].out_bytes if c.coded_bytes is None else c.coded_bytes)
+                      for name, c in codings.items()}
+        return self.search.codec_arcs(codec, sent_bytes, {n: c.encode_ms for n, c in codings.items()},
+                                      {n: c.decode_ms for n, c in codings.items()}, self.codecs.image_edge_ms())
+
+    def codecs_for(self, partition: Partition) -> tuple[str, ...]:
+        """The allowed codecs that may code `partition`'s tensors, in the order allowed: the
+        tensor codecs any partition may use (a lossy one only as CodecCosts.admitted_at_every_cut
+        says), and at cut 0 the input codecs admitted there."""
+        at_input = self.codecs.codecs_at(0) if partition.cut_point == 0 else ()
+        return tuple(c for c in self.codecs.allowed if c in self._arcs or (is_input_codec(c) and c in at_input))
 
     def unit_rows(self) -> list[dict]:
         names = list(self.model.nodes)[1:]  # names[0] is the input
@@ -91,11 +118,9 @@ class DagPlanner(Planner):
         plain = partition_cost(self.nodes, partition, link, objective, self.model.describe(partition)[0])
         if partition.all_edge:
             return replace(plain, edge_ms=plain.edge_ms + self.codecs.image_edge_ms())
-        k = partition.cut_point
-        choices = [codec] if codec is not None else list(self.codecs.codecs_at(k))
-        plans = [self._coded(plain, c, k, link, objective) for c in choices or ["none"]]
-        key = objective.weights()
-        return min(plans, key=lambda p: _weighted(p, link, key))
+        choices = [codec] if codec is not None else list(self.codecs_for(partition))
+        plans = [self._coded(plain, c, partition.cut_point, link, objective) for c in choices or ["none"]]
+        return min(plans, key=lambda p: objective_cost(p, link.rtt_ms, objective.weights()))
 
     def _coded(self, plain: Plan, codec: str, k: int, link: Link, objective: Objective) -> Plan:
         # each crossing tensor at its node's measured ratio
@@ -106,13 +131,19 @@ class DagPlanner(Planner):
                         plain.cloud_ms / link.cloud_load, link, objective, coding)
 
     def best(self, link: Link, objective: Objective = LATENCY) -> Plan:
-        """The minimum cut on float32 bytes, then the best allowed codec for its tensors (the cut
-        and the codec are not chosen jointly for DAGs)."""
-        return self.cost(self.model.partition(self.search.best(link, objective).edge_nodes), link, objective)
-
-
-def _weighted(plan: Plan, link: Link, weights: tuple[float, float, float]) -> float:
-    w_edge, w_send, w_wait = weights
-    rtt = link.rtt_ms if plan.crossing else 0.0
-    return (w_edge * (plan.edge_ms + plan.encode_ms) + w_send * (plan.transfer_ms - rtt)
-            + w_wait * (rtt + plan.cloud_ms + plan.decode_ms))
+        """The (partition, codec) of least cost, chosen jointly: one minimum cut per allowed tensor
+        codec, its arcs costing each tensor coded (DagCutSearch.cut, checked against cost()), and
+        the input sent with each allowed input codec, and everything on the edge. Ties go to less
+        work on the edge, then to `none`, then to the codec allowed first, as the chain scan's."""
+        plans = [self.cost(self.all_edge, link, objective)]
+        for codec, arcs in self._arcs.items():
+            found = self.search.cut(link, objective, arcs)
+            plan = self.cost(self.model.partition(found.edge_nodes), link, objective, codec)
+            self.search.check(found, plan, link, objective)
+            plans.append(plan)
+        plans += [self.cost(self.model.prefix(0), link, objective, codec)
+                  for codec in self.codecs_for(self.model.prefix(0)) if is_input_codec(codec)]
+        order = {codec: i for i, codec in enumerate(self.codecs.allowed)}
+        weights = objective.weights()
+        return min(plans, key=lambda p: (objective_cost(p, link.rtt_ms, weights), p.cut_point,
+                                         p.codec != "none", order.get(p.codec, -1)))

@@ -15,6 +15,12 @@ sends something, so the best is the cheaper of the min cut + RTT and everything 
 The energy objective weighs the same capacities by the edge's powers (predictor.energy); the
 cloud's reported load scales the cloud latencies.
 
+A tensor codec changes only the u -> u* arcs: sending u's output coded (its coded bytes / bandwidth,
++ encoding it on the edge, + decoding it on the cloud, each tensor paying the codec's fixed costs)
+instead of as float32. A `CodecArcs` holds one codec's per-arc parts, made once when the codecs are
+configured; the input's edge arc also carries what every partition pays on the edge first (the
+image's preprocessing), so the flow equals the plan's whole cost.
+
 The graph's shape depends only on the model, so a `DagCutSearch` builds it once and each
 decision only refills the capacities and runs SciPy's maximum flow (Dinic, compiled), whose
 capacities are integers: costs are scaled so that the all-on-the-edge cost is 2^28 units
@@ -23,7 +29,7 @@ capacities are integers: costs are scaled so that the all-on-the-edge cost is 2^
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,16 +72,39 @@ def is_valid(edges: Iterable[tuple[str, str]], edge_nodes: Iterable[str], source
     return source in on_edge and not any(u not in on_edge and v in on_edge for u, v in edges)
 
 
-def _objective_cost(p: Plan, rtt_ms: float, weights: tuple[float, float, float]) -> float:
+def objective_cost(p: Plan, rtt_ms: float, weights: tuple[float, float, float]) -> float:
+    """The plan's cost for an objective's weights: encoding is edge compute, decoding waiting."""
     w_edge, w_send, w_wait = weights
     rtt = rtt_ms if p.crossing else 0.0
-    return w_edge * p.edge_ms + w_send * (p.transfer_ms - rtt) + w_wait * (rtt + p.cloud_ms)
+    return (w_edge * (p.edge_ms + p.encode_ms) + w_send * (p.transfer_ms - rtt)
+            + w_wait * (rtt + p.cloud_ms + p.decode_ms))
 
 
 # Integer capacities: the all-on-the-edge cost maps to 2^28 units, "infinite" is 2^30; SciPy's
 # flow is int32, and no flow can exceed the all-on-the-edge cut.
 _SCALE_UNITS = 2 ** 28
 _INFINITE = 2 ** 30
+
+
+@dataclass(frozen=True)
+class CodecArcs:
+    """One codec's part of every arc's capacity, per arc (0 on the arcs it does not touch):
+    edge ms (a node's compute, an output's encoding, and on the input's arc what every partition
+    pays first), cloud ms unloaded (a node's compute, an output's decoding), bytes sent."""
+    codec: str
+    edge_ms: np.ndarray
+    cloud_ms: np.ndarray
+    send_bytes: np.ndarray
+    all_edge_ms: float  # the all-on-the-edge cut: no minimum cut costs more
+
+
+@dataclass(frozen=True)
+class MinCut:
+    """A minimum cut's edge side and its cost in objective units without the RTT (the maximum
+    flow), and the rounding its integer capacities allow."""
+    edge_nodes: frozenset[str]
+    flow_value: float
+    tolerance: float
 
 
 class DagCutSearch:
@@ -109,36 +138,72 @@ class DagCutSearch:
             arc(aux[u], index[v], "inf")
             arc(index[v], index[u], "inf")
         self.tails, self.heads = np.array(tails), np.array(heads)
-        arc_kinds, arc_refs = np.array(kinds), np.array(refs)
-        edge_ms = np.array([nodes[n].edge_ms for n in names], dtype=float)
-        cloud_ms = np.array([nodes[n].cloud_ms for n in names], dtype=float)
-        out_bytes = np.array([nodes[n].out_bytes for n in names], dtype=float)
-        self.infinite = arc_kinds == "inf"
-        # per arc: its edge-ms, cloud-ms and bytes parts (all but one are 0), weighed per decision
-        self.arc_edge_ms = np.where(arc_kinds == "edge", edge_ms[arc_refs], 0.0)
-        self.arc_cloud_ms = np.where(arc_kinds == "cloud", cloud_ms[arc_refs], 0.0)
-        self.arc_bytes = np.where(arc_kinds == "send", out_bytes[arc_refs], 0.0)
-        self.all_edge_ms = float(edge_ms.sum())
+        self.arc_kinds, self.arc_refs = np.array(kinds), np.array(refs)
+        self.source_edge_arc = 2 * names.index(source) + 1  # the input's v -> t arc
+        self.infinite = self.arc_kinds == "inf"
+        self.plain = self.codec_arcs("none", {n: float(node.out_bytes) for n, node in nodes.items()})
 
-    def arc_costs(self, bandwidth_mbps: float, cloud_load: float, weights: tuple[float, float, float]) -> np.ndarray:
-        """Each arc's capacity (inf for the infinite ones) at this link, load and objective."""
+    def codec_arcs(self, codec: str, send_bytes: Mapping[str, float], encode_ms: Mapping[str, float] | None = None,
+                   decode_ms: Mapping[str, float] | None = None, edge_fixed_ms: float = 0.0) -> CodecArcs:
+        """The arcs' parts when every producer's output is sent as `send_bytes[node]`, encoded in
+        `encode_ms[node]` on the edge and decoded in `decode_ms[node]` (unloaded) on the cloud,
+        and every partition first pays `edge_fixed_ms` on the edge."""
+        names, kinds, refs = self.names, self.arc_kinds, self.arc_refs
+
+        def on(kind: str, values: Iterable[float]) -> np.ndarray:  # per node -> on the arcs of `kind`
+            return np.where(kinds == kind, np.array(list(values), dtype=float)[refs], 0.0)
+
+        def of(values: Mapping[str, float] | None) -> list[float]:
+            return [0.0 if values is None else values.get(n, 0.0) for n in names]
+
+        node_edge_ms = [self.nodes[n].edge_ms for n in names]
+        edge_ms = on("edge", node_edge_ms) + on("send", of(encode_ms))
+        edge_ms[self.source_edge_arc] += edge_fixed_ms
+        cloud_ms = on("cloud", [self.nodes[n].cloud_ms for n in names]) + on("send", of(decode_ms))
+        return CodecArcs(codec, edge_ms, cloud_ms, on("send", of(send_bytes)), sum(node_edge_ms) + edge_fixed_ms)
+
+    def arc_costs(self, bandwidth_mbps: float, cloud_load: float, weights: tuple[float, float, float],
+                  arcs: CodecArcs | None = None) -> np.ndarray:
+        """Each arc's capacity (inf for the infinite ones) at this link, load and objective, the
+        tensors sent as `arcs` says (default: float32, uncoded)."""
+        arcs = arcs or self.plain
         w_edge, w_send, w_wait = weights
-        cost = (w_edge * self.arc_edge_ms + w_wait * cloud_load * self.arc_cloud_ms
-                + w_send * self.arc_bytes * send_ms(1, bandwidth_mbps))
+        cost = (w_edge * arcs.edge_ms + w_wait * cloud_load * arcs.cloud_ms
+                + w_send * arcs.send_bytes * send_ms(1, bandwidth_mbps))
         return np.where(self.infinite, np.inf, cost)
 
     def partition_cost(self, edge_nodes: Iterable[str], link: Link, objective: Objective = LATENCY) -> Plan:
         return partition_cost(self.nodes, graph_partition(self.nodes, self.edges, edge_nodes), link, objective)
 
     def best(self, link: Link, objective: Objective = LATENCY) -> Plan:
-        """The valid partition of least predicted latency (or modelled energy)."""
-        bandwidth_mbps, rtt_ms, cloud_load = link.bandwidth_mbps, link.rtt_ms, link.cloud_load
-        weights = w_edge, w_send, w_wait = objective.weights()
+        """The valid partition of least predicted latency (or modelled energy), tensors uncoded."""
         all_edge = self.partition_cost(self.nodes, link, objective)
-        bound = w_edge * self.all_edge_ms  # the all-on-the-edge cut: no min cut costs more
-        if bound <= 0:
-            return all_edge
-        cost = self.arc_costs(bandwidth_mbps, cloud_load, weights)
+        found = self.cut(link, objective)
+        best = self.partition_cost(found.edge_nodes, link, objective)
+        self.check(found, best, link, objective)
+        # ties go to the partition with less work on the edge, as the chain scan's do
+        weights = objective.weights()
+        cheaper = objective_cost(all_edge, link.rtt_ms, weights) < objective_cost(best, link.rtt_ms, weights)
+        return all_edge if cheaper else best
+
+    def check(self, found: MinCut, plan: Plan, link: Link, objective: Objective = LATENCY) -> None:
+        """That `plan`, the cut's partition costed by its planner (coded as the arcs were), is
+        valid and costs what the maximum flow does (max-flow = min-cut: the arcs model the cost)."""
+        if not is_valid(self.edges, plan.edge_nodes, self.source):
+            raise RuntimeError(f"the minimum cut gave an invalid partition of {sorted(plan.edge_nodes)}")
+        weights = objective.weights()
+        cut_cost = objective_cost(plan, link.rtt_ms, weights) - (weights[2] * link.rtt_ms if plan.crossing else 0.0)
+        if not math.isclose(cut_cost, found.flow_value, rel_tol=1e-6, abs_tol=found.tolerance):
+            raise RuntimeError(f"min-cut partition costs {cut_cost}, the maximum flow {found.flow_value}")
+
+    def cut(self, link: Link, objective: Objective = LATENCY, arcs: CodecArcs | None = None) -> MinCut:
+        """The minimum cut at this link and objective, the tensors sent as `arcs` says (default:
+        float32): its edge side (the fewest nodes among equal cuts) and its cost without the RTT."""
+        arcs = arcs or self.plain
+        bound = objective.weights()[0] * arcs.all_edge_ms  # the all-on-the-edge cut: no min cut costs more
+        if bound <= 0:  # everything on the edge costs nothing
+            return MinCut(frozenset(self.nodes), 0.0, 0.0)
+        cost = self.arc_costs(link.bandwidth_mbps, link.cloud_load, objective.weights(), arcs)
         scale = _SCALE_UNITS / bound
         # an arc dearer than 2x the bound is in no minimum cut: clamping it keeps int32 safe
         units = np.rint(np.minimum(cost, 2 * bound) * scale).astype(np.int64)
@@ -154,16 +219,8 @@ class DagCutSearch:
         residual = csr_array((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
         reached = breadth_first_order(residual, 0, directed=True, return_predecessors=False)
         names = self.names
-        edge_side = {names[v - 2] for v in reached.tolist() if 2 <= v < 2 + len(names)}
-        best = self.partition_cost(edge_side, link, objective)
-        if not is_valid(self.edges, best.edge_nodes, self.source):
-            raise RuntimeError(f"the minimum cut gave an invalid partition of {sorted(best.edge_nodes)}")
-        cut_cost = _objective_cost(best, rtt_ms, weights) - (w_wait * rtt_ms if best.crossing else 0.0)
-        flow_value = result.flow_value / scale
-        if not math.isclose(cut_cost, flow_value, rel_tol=1e-6, abs_tol=len(units) / scale):  # max-flow = min-cut
-            raise RuntimeError(f"min-cut partition costs {cut_cost}, the maximum flow {flow_value}")
-        # ties go to the partition with less work on the edge, as the chain scan's do
-        return all_edge if _objective_cost(all_edge, rtt_ms, weights) < _objective_cost(best, rtt_ms, weights) else best
+        edge_side = frozenset(names[v - 2] for v in reached.tolist() if 2 <= v < 2 + len(names))
+        return MinCut(edge_side, result.flow_value / scale, len(units) / scale)
 
 
 def min_cut_partition(nodes: dict[str, DagNode], edges: Iterable[tuple[str, str]], source: str,
