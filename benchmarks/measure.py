@@ -54,7 +54,7 @@ from models.split import Partition, SplitModel
 from net.cloud.local import LocalCloud
 from net.edge.client import CloudClient
 from net.edge.runner import EdgeReport, collaborative_inference
-from net.wire.codecs import ImageSource, is_lossy
+from net.wire.codecs import ImageSource
 from predictor import LatencyPredictor, Link, send_ms
 from predictor.planner import ImageInfo, Plan, Planner, allowed_codecs
 from predictor.planner.codec_costs import BASELINE_CODEC
@@ -581,7 +581,8 @@ def _median_of(rows: list[dict], key: str) -> float | str:
 def print_summary(s: dict, run_s: float) -> None:
     verdict = lambda value, target: "met" if value <= target else "MISSED"  # noqa: E731
     print(f"chosen = oracle in {s['chosen_is_oracle']} cases")
-    print(f"chosen/oracle (over the plans the chosen one was allowed to use; same interleaved measurements): geomean {s['geomean_ratio']:.3f} "
+    print(f"chosen/oracle (over the plans the chosen one was allowed to use; same interleaved measurements): "
+          f"geomean {s['geomean_ratio']:.3f} "
           f"({verdict(s['geomean_ratio'], TARGET_GEOMEAN_RATIO)} <= {TARGET_GEOMEAN_RATIO}), worst "
           f"{s['worst_ratio']:.3f} at {s['worst_case']} ({verdict(s['worst_ratio'], TARGET_WORST_RATIO)} "
           f"<= {TARGET_WORST_RATIO})")
