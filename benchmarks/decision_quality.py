@@ -181,7 +181,7 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--edge-slowdown", type=slowdown_arg, default=10.0, metavar="F",
                    help="the emulated edge is F times slower than this machine (default 10)")
     p.add_argument("--repeats", type=int, default=5, metavar="R",
-                   help="interleaved rounds: runs of every kept cut (median; default 5)")
+                   help="interleaved rounds: runs of every kept candidate (median; default 5)")
     p.add_argument("--cloud-threads", type=int, default=None, metavar="N",
                    help="the cloud's torch threads (default: the cloud profile's, predicted with it)")
     p.add_argument("--seed", type=int, default=0, help="seed of the rounds' orders (default 0)")

@@ -154,7 +154,7 @@ def test_the_summary_says_whether_the_floors_hold(capsys):
            "chosen_over_jpeg90": 1.08, "codec_mode": "auto", "accuracy_budget": 1.0, "runs": 10, "lossy_runs": 4,
            "answers_ok": 6, "lossy_top1_agree": 3}
     other = row | {"bandwidth": "lte", "ratio": 1.3, "chosen_over_jpeg90": 0.9, "speedup_vs_none": 2.5}
-    s = summarize([row, other], [])
+    s = summarize([row, other], [{"phase": "skipped", "in_oracle_pool": True, "lossy": True}])
     assert s["geomean_speedup_vs_none"] == pytest.approx((1.6 * 2.5) ** 0.5, abs=1e-3)
     assert s["worst_chosen_over_jpeg90"] == 1.08 and s["worst_jpeg90_case"] == "le_net at 3g"
     assert s["answers_ok"] == "12/12" and s["lossy_top1_agree"] == "6/8"
@@ -163,7 +163,10 @@ def test_the_summary_says_whether_the_floors_hold(capsys):
     assert "MISSED <= 1.25" in text and "floor <= 1.05: MISSED" in text
     s = summarize([row | {"accuracy_budget": 0.0, "chosen_over_jpeg90": 1.5}], [])
     print_summary(s, 1.0)
-    assert "information only" in capsys.readouterr().out
+    assert "information only: at budget 0" in capsys.readouterr().out
+    s = summarize([row], [{"phase": "skipped", "in_oracle_pool": False, "lossy": True}])  # none admitted
+    print_summary(s, 1.0)
+    assert "information only: the accuracy tables admitted none" in capsys.readouterr().out
     s = summarize([row | {"chosen_over_jpeg90": ""}], [])  # --codec none: no baseline
     print_summary(s, 1.0)
     assert "no JPEG-upload baseline" in capsys.readouterr().out
