@@ -36,9 +36,8 @@ from pathlib import Path
 import torch
 
 from benchmarks import RESULTS_DIR
-from benchmarks.measure import CLOUD_CORE, EDGE_CORE, HOST, can_pin, geomean, pin_threads
+from benchmarks.measure import CLOUD_CORE, EDGE_CORE, HOST, can_pin, check_bandwidths, geomean, pin_threads
 from models import MODEL_NAMES, get_dnn_model
-from net.apps.cli import bandwidth_arg
 from net.cloud.local import LocalCloud
 from net.edge.client import CloudClient
 from net.edge.runner import collaborative_inference
@@ -170,11 +169,7 @@ def main(argv=None) -> list[dict]:
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error("--repeats must be at least 1")
-    for label in args.bandwidths:
-        try:
-            bandwidth_arg(label)
-        except argparse.ArgumentTypeError as e:
-            p.error(str(e))
+    check_bandwidths(p, args.bandwidths)
     try:
         source = wire.ImageSource.from_path(args.image)
     except ValueError as e:

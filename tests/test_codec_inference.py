@@ -236,3 +236,30 @@ def test_a_forced_file_is_reported_lossy_where_the_decoders_differ(cloud, chain_
         assert "file" not in allowed_codecs("auto", 0.0, True, client.same_image_decoder)
         report = collaborative_inference(model, p, None, client, Link(10.0), partition=model.prefix(0), source=source)
     assert report.codec == "file" and report.lossy
+
+
+def test_the_runner_runs_a_given_partition_and_codec(cloud, chain_models, predictors, source):
+    """collaborative_inference(..., partition=P, codec=C) runs C at P whatever the planner would pick
+    there (the decision-quality benchmarks measure (partition, codec) pairs); exact ones answer
+    as local inference; a codec needs its partition, an input codec cut 0."""
+    model = chain_models["le_net"]
+    with torch.no_grad():
+        local = model.forward_whole(source.tensor())
+    allowed = ("none", "zstd", "pixels", "file")
+    p = planner(model, predictors, allowed, source, slowdown=2.0)
+    link = Link(10.0)
+    with CloudClient(*cloud.address) as client:
+        for k, codec in ((4, "none"), (4, "zstd"), (0, "none"), (0, "pixels"), (0, "file")):
+            report = collaborative_inference(model, p, None, client, link, partition=model.prefix(k),
+                                             want_logits=True, source=source, codec=codec)
+            assert (report.cut_point, report.codec, report.lossy) == (k, codec, False), (k, codec)
+            assert torch.equal(report.logits, local), (k, codec)
+        # the JPEG-upload baseline is not among the allowed codecs, yet it runs when asked for
+        report = collaborative_inference(model, p, None, client, link, partition=model.prefix(0), source=source,
+                                         codec="jpeg90")
+        assert (report.codec, report.lossy) == ("jpeg90", True) and report.coded_bytes == source.encode("jpeg90").numel()
+        with pytest.raises(ValueError, match="partition"):
+            collaborative_inference(model, p, None, client, link, source=source, codec="zstd")
+        with pytest.raises(ValueError, match="cut 0"):
+            collaborative_inference(model, p, None, client, link, partition=model.prefix(3), source=source,
+                                    codec="pixels")

@@ -96,12 +96,14 @@ def ask_cloud(client: CloudClient, model: str, fingerprint: str, tensors: dict[s
 def collaborative_inference(model: SplitModel, planner: Planner, x: torch.Tensor | None, client: CloudClient | None,
                             link: Link | None, objective: Objective = LATENCY, partition: Partition | None = None,
                             edge_slowdown: float = 1.0, want_logits: bool = False,
-                            unavailable: str | None = None, source: ImageSource | None = None) -> EdgeReport:
+                            unavailable: str | None = None, source: ImageSource | None = None,
+                            codec: str | None = None) -> EdgeReport:
     """Infer `x` split between this device and the cloud behind `client`, for any model.
 
     The plan (partition and codec) is the planner's best for `objective` on `link` (with the
     cloud's load from its last reply) among the codecs it was configured with, or its best codec
-    at `partition` if given. When the cloud is unavailable (`client` is None, `unavailable` says
+    at `partition` if given, or `codec` there when that is given too (a benchmark runs a given
+    (partition, codec); an input codec only at cut 0). When the cloud is unavailable (`client` is None, `unavailable` says
     why; `link` may then be None) the edge runs everything; when it fails mid-request the edge
     finishes the rest itself. Either way the report says `fallback` with the reason. The planner
     must carry the same slowdown.
@@ -110,6 +112,11 @@ def collaborative_inference(model: SplitModel, planner: Planner, x: torch.Tensor
     decoding and preprocessing it is edge time, and at cut 0 an input codec may send the file,
     its pixels or a JPEG of its crop instead of the float tensor.
     """
+    if codec is not None:
+        if partition is None:
+            raise ValueError("a codec is run at a given partition: give `partition` with `codec`")
+        if is_input_codec(codec) and partition.cut_point != 0:
+            raise ValueError(f"codec {codec} codes the input image: it goes with cut 0, not {partition.cut_point}")
     bandwidth_mbps = None if link is None else link.bandwidth_mbps  # None: never measured
     if client is None:
         partition = model.prefix(model.num_units)
@@ -118,7 +125,7 @@ def collaborative_inference(model: SplitModel, planner: Planner, x: torch.Tensor
     else:
         assert link is not None, "a request to the cloud needs the link it crosses"
         link = link.with_cloud_load(client.cloud_load)
-        plan = planner.best(link, objective) if partition is None else planner.cost(partition, link, objective)
+        plan = planner.best(link, objective) if partition is None else planner.cost(partition, link, objective, codec)
         partition = plan.partition
     measured = Times()
     fallback_reason = unavailable if client is None else None
