@@ -180,6 +180,20 @@ def test_a_lossy_codec_is_admitted_only_where_its_measured_loss_is_within_the_bu
     assert all(not C.is_lossy(c) for k in range(n) for c in p.codecs.codecs_at(k))
 
 
+def test_the_shipped_accuracy_table_serves_only_the_weights_it_was_measured_on(chain_models, predictors):
+    model = chain_models["alex_net"]
+    p = planner_for(model, *predictors, 10.0)
+    measured = p.codecs.accuracy
+    assert measured and p.codecs._measured_on == model.fingerprint  # the shipped table: these seeded weights
+    p.configure_codecs(allowed_codecs("auto", 5.0), None, 5.0)
+    assert p.codecs.accuracy == measured and "int8" in p.codecs.codecs_at(3)
+    other = planner_for(model, *predictors, 10.0)
+    other.codecs._weights_fingerprint = lambda: "0" * 16  # the same model on other weights
+    other.configure_codecs(allowed_codecs("auto", 5.0), None, 5.0)
+    assert other.codecs.accuracy == {}
+    assert all(not C.is_lossy(c) for k in range(model.num_units) for c in other.codecs.codecs_at(k))
+
+
 def test_under_a_budget_the_plan_says_lossy_and_answers_within_it(cloud, chain_models, predictors, source):
     model = chain_models["alex_net"]
     p = planner_for(model, *predictors, 10.0)

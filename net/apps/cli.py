@@ -174,5 +174,5 @@ def configure_codecs(planner, args: argparse.Namespace, source, same_image_decod
     planner.configure_codecs(allowed, ImageInfo.of(source, allowed) if source is not None else None,
                              args.accuracy_budget)
     if args.codec == "auto" and args.accuracy_budget > 0 and not planner.codecs.accuracy:
-        print(f"note: no accuracy table of the lossy codecs for {planner.model.name} "
+        print(f"note: no accuracy table of the lossy codecs for {planner.model.name} on these weights "
               "(predictor/codec_accuracy.py): auto uses exact codecs only", file=sys.stderr, flush=True)

@@ -41,7 +41,8 @@ class ChainPlanner(Planner):
         self.labels = ["input", *(u.label for u in self.info.units)]
         self.partitions: list[Partition] = [model.prefix(k) for k in range(n + 1)]
         tables = codec_tables if codec_tables is not None else (CodecTable.load("edge"), CodecTable.load("cloud"))
-        self.codecs = CodecCosts(model.name, *tables, edge_slowdown=edge_slowdown)
+        self.codecs = CodecCosts(model.name, *tables, edge_slowdown=edge_slowdown,
+                                 weights_fingerprint=lambda: model.fingerprint)
         self.configure_codecs(("none",))
 
     def configure_codecs(self, allowed, image: ImageInfo | None = None, accuracy_budget: float = 0.0) -> None:

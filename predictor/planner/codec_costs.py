@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,13 +35,25 @@ class CodecTableError(ValueError):
 def load_accuracy(path: Path = ACCURACY_FILE) -> dict[str, dict[str, list[float]]]:
     """{model: {lossy codec: [top-1 points lost at cut k]}} (input codecs: one value, cut 0);
     {} when not measured."""
+    return _accuracy_doc(path).get("models", {})
+
+
+def accuracy_fingerprint(model: str, path: Path = ACCURACY_FILE) -> str | None:
+    """The fingerprint of the weights `model`'s figures were measured on (None: not recorded)."""
+    entry = _accuracy_doc(path).get("measured", {}).get(model)
+    return entry.get("fingerprint") if isinstance(entry, dict) else None
+
+
+def _accuracy_doc(path: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        models = json.loads(path.read_text()).get("models", {})
-    except (ValueError, AttributeError):
+        doc = json.loads(path.read_text())
+    except ValueError:
         return {}
-    return models if isinstance(models, dict) else {}
+    if not isinstance(doc, dict):
+        return {}
+    return {key: value for key in ("models", "measured") if isinstance(value := doc.get(key), dict)}
 
 
 class CodecTable:
@@ -134,11 +146,16 @@ class CodecCosts:
     """Each codec's Coding at each cut of one model, from the edge's and the cloud's tables."""
 
     def __init__(self, model: str, edge: CodecTable | None, cloud: CodecTable | None, edge_slowdown: float = 1.0,
-                 accuracy: dict[str, list[float]] | None = None):
+                 accuracy: dict[str, list[float]] | None = None,
+                 weights_fingerprint: Callable[[], str] | None = None):
         """accuracy: per lossy codec, the top-1 points it loses at each cut (input codecs: one
-        value, cut 0), as predictor/codec_accuracy.py measures them (default: the shipped table)."""
+        value, cut 0), as predictor/codec_accuracy.py measures them (default: the shipped table,
+        used only for the weights it was measured on: `weights_fingerprint` gives the model's,
+        asked for only when a budget is set)."""
         self.model, self.edge, self.cloud, self.edge_slowdown = model, edge, cloud, edge_slowdown
         self.accuracy = accuracy if accuracy is not None else load_accuracy().get(model, {})
+        self._measured_on = accuracy_fingerprint(model) if accuracy is None else None
+        self._weights_fingerprint = weights_fingerprint
         self.allowed: tuple[str, ...] = ("none",)
         self.forced = False
         self.budget = 0.0
@@ -164,6 +181,9 @@ class CodecCosts:
             allowed = [c for c in allowed if not wire.is_input_codec(c)]
         self.allowed, self.image = tuple(allowed), image
         self.forced, self.budget = len(self.allowed) == 1, accuracy_budget
+        if accuracy_budget > 0 and self._measured_on is not None and self._weights_fingerprint is not None:
+            if self._weights_fingerprint() != self._measured_on:  # other weights: other losses
+                self.accuracy, self._measured_on = {}, None
 
     def loss_points(self, codec: str, k: int) -> float | None:
         """The measured top-1 points `codec` loses at cut k (0 for exact codecs; None: not measured)."""

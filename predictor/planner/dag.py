@@ -74,7 +74,8 @@ class DagPlanner(Planner):
         self.edges = model.edges()
         self.search = DagCutSearch(self.nodes, self.edges, model.input_name)
         self.all_edge = model.partition(model.nodes)
-        self.codecs = CodecCosts(model.name, CodecTable.load("edge"), CodecTable.load("cloud"), edge_slowdown)
+        self.codecs = CodecCosts(model.name, CodecTable.load("edge"), CodecTable.load("cloud"), edge_slowdown,
+                                 weights_fingerprint=lambda: model.fingerprint)
         self.configure_codecs(("none",))
 
     def configure_codecs(self, allowed: Sequence[str], image: ImageInfo | None = None,
