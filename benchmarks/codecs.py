@@ -100,7 +100,8 @@ def run_case(model, planner: ChainPlanner, source: wire.ImageSource, cloud: Loca
             for v in VARIANTS:
                 variants.plan(v, link)  # configures the planner's codecs for this variant
                 report = collaborative_inference(model, planner, None, client, link, partition=plans[v].partition,
-                                                 edge_slowdown=edge_slowdown, source=source)
+                                                 edge_slowdown=edge_slowdown, source=source,
+                                                 slowdown_by_repeating=True)
                 if report.fallback:
                     raise SystemExit(f"error: {model.name} {v}: the cloud failed: {report.fallback_reason}")
                 if round_ >= WARMUP_ROUNDS:

@@ -13,7 +13,8 @@ benchmarks.decision_quality, measured the same way (benchmarks.measure).
 The set-up is decision_quality's: a real cloud, `cloud_api.py -p 0 --threads N --preload MODELS`
 in a child process (N defaults to the cloud profile's thread count, and the cloud side is then
 predicted with the cloud's own profile), the edge this process at 1 torch thread pinned to core 0,
-emulating a device F times slower (--edge-slowdown, default 10); real sockets on 127.0.0.1 through
+emulating a device F times slower (--edge-slowdown, default 10; the edge's work done F times:
+net.emulation.slowdown.run_slowed); real sockets on 127.0.0.1 through
 the paced link (net.emulation.link.LinkPacer) with --rtt ms paid once per request (default 0).
 Codec costs: the edge's codec table for encoding and the image (x F), the cloud's for decoding.
 

@@ -17,8 +17,10 @@ same RTT). Set-up:
   the 1-thread (edge) profile instead. Its threads are pinned (os.sched_setaffinity on each
   thread) to core 1, or to cores 0-1 at 2 threads;
 - the edge is this process at 1 torch thread, pinned to core 0, emulating a device F times
-  slower (--edge-slowdown, default 10) with collaborative_inference(..., edge_slowdown=F),
-  predicted with the edge profile x F. Codec costs: the edge's codec table for encoding and the
+  slower (--edge-slowdown, default 10) with collaborative_inference(..., edge_slowdown=F,
+  slowdown_by_repeating=True): the edge's work is done F times (net.emulation.slowdown.run_slowed:
+  waiting instead leaves this VM's core cold, and the next work is 2-7x slower), predicted with
+  the edge profile x F. Codec costs: the edge's codec table for encoding and the
   image's preparation (x F), the cloud's for decoding (CodecTable.load("edge"), ("cloud")).
 Each model is warmed up on both sides before anything is timed.
 

@@ -389,7 +389,8 @@ class CandidateBench:
         candidate = self.candidates[i]
         report = collaborative_inference(self.model, self.planner, self.x, self.client, self.link,
                                          partition=candidate.partition, edge_slowdown=self.edge_slowdown,
-                                         source=self.source, codec=candidate.codec)
+                                         source=self.source, codec=candidate.codec,
+                                         slowdown_by_repeating=True)  # one edge per core: see run_slowed
         if report.fallback:  # a local run would be timed as if it were collaborative: never
             raise SystemExit(f"error: {self.model.name}, candidate {i}: the cloud failed: {report.fallback_reason}")
         run = Run(report, runqueue_wait_ms(os.getpid()) - waits[0], runqueue_wait_ms(self.cloud_pid) - waits[1])

@@ -52,3 +52,14 @@ def test_cloud_concurrency_smallest(tmp_path):
                           "errors", "wrong"}
         assert r["errors"] == "0" and r["wrong"] == "0"
         assert r["completed"] == r["requests"] == str(3 * int(r["clients"]))
+
+
+def test_idle_penalty_smallest(tmp_path):
+    from benchmarks import idle_penalty
+    out = tmp_path / "idle.csv"
+    idle_penalty.main(["--models", "le_net", "--gaps", "0", "0.05", "--repeats", "1", "--out", str(out)])
+    meta, rows = read_rows(out)
+    assert [r["gap_s"] for r in rows] == ["0.0", "0.05"]
+    assert all(float(r["warm_ms"]) > 0 and float(r["cold_ms"]) > 0 and r["repeats"] == "1" for r in rows)
+    row = rows[1]
+    assert abs(float(row["cold_over_warm"]) - float(row["cold_ms"]) / float(row["warm_ms"])) < 0.02  # rounded inputs

@@ -341,3 +341,40 @@ def test_handshake_refuses_other_weights_naming_both(capsys, cloud_server, tmp_p
     code, _, err = run_edge(capsys, "-i", host, "-p", str(port), "-t", "le_net", "--weights", str(path),
                             "--bandwidth", "10")
     assert code == 1 and "weights_mismatch" in err and chain_models["le_net"].fingerprint in err
+
+
+def test_slowdown_by_repeating_does_the_work_f_times_and_waits_the_fraction(monkeypatch):
+    from net.emulation.slowdown import run_slowed
+    calls, waits = [], []
+    monkeypatch.setattr("net.emulation.slowdown.time.sleep", waits.append)
+    assert run_slowed(lambda: calls.append(1) or len(calls), 3.0, by_repeating=True) == 1  # the first run's result
+    assert len(calls) == 3 and waits == [0.0]
+    calls.clear()
+    waits.clear()
+    clock = iter([0.0, 0.0, 10.0, 12.0, 0.0, 0.0, 0.0])  # the repeat (10 -> 12) took 2 s
+    monkeypatch.setattr("net.emulation.slowdown.time.perf_counter", lambda: next(clock))
+    monkeypatch.setattr("net.emulation.slowdown.time.thread_time", lambda: 0.0)
+    run_slowed(lambda: calls.append(1), 2.5, by_repeating=True)
+    assert len(calls) == 2 and waits == [pytest.approx(0.5 * 2.0)]  # half a run more: half the last run's time
+    calls.clear()
+    run_slowed(lambda: calls.append(1), 1.0, by_repeating=True)
+    assert len(calls) == 1
+
+
+def test_the_runner_repeats_the_edge_part_when_asked_and_answers_the_same(chain_models, predictors):
+    model = chain_models["le_net"]
+    x = torch.zeros(1, 3, 224, 224)
+    planner = planner_for(model, predictors, slowdown=3.0)
+    ran = []
+    real = model.run_edge
+    model.run_edge = lambda x, partition: ran.append(partition.cut_point) or real(x, partition)  # type: ignore[method-assign]
+    try:
+        once = collaborative_inference(model, planner, x, None, None, edge_slowdown=3.0, unavailable="test")
+        assert ran == [model.num_units]
+        ran.clear()
+        thrice = collaborative_inference(model, planner, x, None, None, edge_slowdown=3.0, unavailable="test",
+                                         slowdown_by_repeating=True)
+        assert ran == [model.num_units] * 3
+    finally:
+        del model.run_edge
+    assert once.top5 == thrice.top5

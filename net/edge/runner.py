@@ -8,16 +8,20 @@ being ready to the answer; overhead = total minus the three parts.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 import torch
 
 from models.split import Partition, SplitModel
 from net.edge.client import CloudClient, CloudUnavailable, InferReply
-from net.emulation.slowdown import emulate_slowdown, slowdown_clock
+from net.emulation.slowdown import run_slowed
 from net.wire.codecs import ImageSource, encode_all, encode_input, is_input_codec
 from predictor.planner import LATENCY, Link, Objective, Planner
 from utils.classes import top_k
+
+T = TypeVar("T")
 
 CLOUD_RETRIES = 1
 
@@ -97,7 +101,7 @@ def collaborative_inference(model: SplitModel, planner: Planner, x: torch.Tensor
                             link: Link | None, objective: Objective = LATENCY, partition: Partition | None = None,
                             edge_slowdown: float = 1.0, want_logits: bool = False,
                             unavailable: str | None = None, source: ImageSource | None = None,
-                            codec: str | None = None) -> EdgeReport:
+                            codec: str | None = None, slowdown_by_repeating: bool = False) -> EdgeReport:
     """Infer `x` split between this device and the cloud behind `client`, for any model.
 
     The plan (partition and codec) is the planner's best for `objective` on `link` (with the
@@ -111,6 +115,9 @@ def collaborative_inference(model: SplitModel, planner: Planner, x: torch.Tensor
     With `source` (the image file in hand; `x` may then be None) the clock starts with the file:
     decoding and preprocessing it is edge time, and at cut 0 an input codec may send the file,
     its pixels or a JPEG of its crop instead of the float tensor.
+
+    The edge's work is slowed `edge_slowdown` times by waiting after it, or with
+    `slowdown_by_repeating` by doing it that many times (net.emulation.slowdown.run_slowed).
     """
     if codec is not None:
         if partition is None:
@@ -131,24 +138,26 @@ def collaborative_inference(model: SplitModel, planner: Planner, x: torch.Tensor
     fallback_reason = unavailable if client is None else None
     transfer_bytes = retries = 0
 
+    def slowed(work: Callable[[], T]) -> T:
+        return run_slowed(work, edge_slowdown, slowdown_by_repeating)
+
     t_ready = time.perf_counter()
-    started = slowdown_clock()
     sent: dict[str, torch.Tensor] | None = None
     if is_input_codec(plan.codec):  # the image itself goes: coding it is the edge's whole part
         assert source is not None, "an input codec needs the image file"
-        coded = encode_input(plan.codec, partition.crossing[0], source, tuple(model.input_shape))
-        emulate_slowdown(started, edge_slowdown)
+        image = source
+        coded = slowed(lambda: encode_input(plan.codec, partition.crossing[0], image, tuple(model.input_shape)))
         measured.encode = (time.perf_counter() - t_ready) * 1e3
     else:
-        if source is not None:
-            x = source.tensor()
-        assert x is not None, "an input tensor or an image file"
-        sent = model.run_edge(x, partition)
-        emulate_slowdown(started, edge_slowdown)
+        def edge_part() -> dict[str, torch.Tensor]:
+            edge_x = source.tensor() if source is not None else x
+            assert edge_x is not None, "an input tensor or an image file"
+            return model.run_edge(edge_x, partition)
+        sent = slowed(edge_part)
         measured.edge = (time.perf_counter() - t_ready) * 1e3
-        t0, started = time.perf_counter(), slowdown_clock()
-        coded = encode_all(plan.codec if not partition.all_edge else "none", sent)
-        emulate_slowdown(started, edge_slowdown)
+        t0 = time.perf_counter()
+        tensors = sent
+        coded = slowed(lambda: encode_all(plan.codec if not partition.all_edge else "none", tensors))
         measured.encode = (time.perf_counter() - t0) * 1e3 if plan.codec != "none" else 0.0
     logits, top5 = (sent or {}).get(model.output_key), None
     if not partition.all_edge:
@@ -159,12 +168,12 @@ def collaborative_inference(model: SplitModel, planner: Planner, x: torch.Tensor
             logits, top5, transfer_bytes = reply.logits, reply.top5, reply.transfer_bytes
             measured.transfer, measured.cloud, measured.decode = reply.transfer_ms, reply.cloud_ms, reply.decode_ms
         else:  # finish here what the cloud would have run
-            t0, started = time.perf_counter(), slowdown_clock()
+            t0 = time.perf_counter()
             if sent is None:
                 assert source is not None
                 sent = {partition.crossing[0]: source.tensor()}
-            logits = model.run_cloud(sent, partition)
-            emulate_slowdown(started, edge_slowdown)
+            rest = sent
+            logits = slowed(lambda: model.run_cloud(rest, partition))
             measured.edge += (time.perf_counter() - t0) * 1e3
     measured.total = (time.perf_counter() - t_ready) * 1e3
     if top5 is None:  # the output was computed here: the cloud replied with top5 otherwise
