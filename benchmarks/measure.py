@@ -56,6 +56,7 @@ from net.edge.client import CloudClient
 from net.edge.runner import EdgeReport, collaborative_inference
 from net.wire.codecs import ImageSource
 from predictor import LatencyPredictor, Link, send_ms
+from predictor.codec_profile import model_inputs
 from predictor.planner import ImageInfo, Plan, Planner, allowed_codecs
 from predictor.planner.codec_costs import BASELINE_CODEC
 from utils.image import fixed_input
@@ -170,13 +171,16 @@ def add_codec_args(p, default_image: Path) -> None:
 
 def model_source(model: SplitModel, codec_mode: str, image: Path) -> tuple[ImageSource | None, torch.Tensor]:
     """(the image file in hand or None, the input tensor): with --codec auto, a model that takes
-    image codecs starts from the file (prepared as its weights expect); otherwise, and always with
-    --codec none, from the fixed random tensor of its input shape."""
+    image codecs starts from the file (prepared as its weights expect), any other from a real
+    input of its own (fashion_net: a Fashion-MNIST test image; predictor.codec_profile.model_inputs,
+    the data its codecs' sizes were learned from: a random tensor does not compress as data does);
+    always with --codec none, from the fixed random tensor of its input shape."""
     shape = tuple(model.input_shape)
     if codec_mode == "auto":
         source = ImageSource.from_path(image, preprocessing(model.name))
         if source.input_codecs(shape):
             return source, source.tensor()
+        return None, model_inputs(model.name, [source])[0]
     return None, fixed_input(shape)
 
 
