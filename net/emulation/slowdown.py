@@ -1,5 +1,6 @@
 """An edge device F times slower than this machine, emulated: after the edge's part, wait as
-that device would still be computing."""
+that device would still be computing (emulate_slowdown), or do the part F times (run_slowed with
+by_repeating), which keeps the core and the memory as busy as the slower device's."""
 from __future__ import annotations
 
 import time
