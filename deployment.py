@@ -27,7 +27,6 @@ from predictor.deploy import (
     profile_and_fit,
     warn_if_other_machine,
 )
-from predictor.planner import allowed_codecs
 from predictor.regression import ROLES
 
 
@@ -70,7 +69,7 @@ def main(argv=None) -> int:
         warn_if_other_machine(predictor)
     planner = planner_for(get_model(args.model), edge, cloud, args.edge_slowdown)
     try:  # no image here: the input codecs are weighed by edge_api.py --image, with the real file
-        planner.configure_codecs(allowed_codecs(args.codec, args.accuracy_budget), None, args.accuracy_budget)
+        planner.use_codecs(args.codec, args.accuracy_budget)
     except ValueError:
         p.error(f"--codec {args.codec} codes the input image, which deployment.py does not have: "
                 "edge_api.py --image weighs it with the real file")

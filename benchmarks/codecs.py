@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -28,23 +29,14 @@ from models import DAG_MODEL_NAMES, MODEL_NAMES, get_dnn_model
 from models.weights import preprocessing
 from net.wire import codecs as wire
 from predictor import LatencyPredictor, Link
-from predictor.codec_profile import model_inputs, sample_photo_paths, unit_inputs
-from predictor.planner import ChainPlanner, CodecTable, ImageInfo, allowed_codecs
+from predictor.codec_profile import median_ms, model_inputs, sample_photo_paths, unit_inputs
+from predictor.planner import ChainPlanner, CodecTable
 from utils.provenance import provenance, write_csv_with_provenance
 
 TENSOR = ("zstd", "fp16", "int8")
 CHAIN_MODELS = tuple(n for n in MODEL_NAMES if n not in DAG_MODEL_NAMES)
 COLUMNS = ["model", "cut", "layer", "float32_bytes", *TENSOR, *wire.INPUT_CODECS,
            *(f"{c}_{side}_ms" for c in TENSOR for side in ("encode", "decode"))]
-
-
-def _median_ms(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def bytes_rows(model, planner: ChainPlanner, source: wire.ImageSource | None, x: torch.Tensor,
@@ -57,18 +49,18 @@ def bytes_rows(model, planner: ChainPlanner, source: wire.ImageSource | None, x:
         for codec in TENSOR:
             coded = wire.encode_all(codec, {"x": t})
             row[codec] = coded.coded_bytes
-            row[f"{codec}_encode_ms"] = round(_median_ms(lambda codec=codec, t=t: wire.encode_all(codec, {"x": t}), repeats), 4)
-            row[f"{codec}_decode_ms"] = round(_median_ms(
-                lambda coded=coded: wire.decode({"codecs": coded.codecs}, coded.tensors), repeats), 4)
+            row[f"{codec}_encode_ms"] = round(median_ms(partial(wire.encode_all, codec, {"x": t}), repeats), 4)
+            row[f"{codec}_decode_ms"] = round(median_ms(partial(wire.decode, {"codecs": coded.codecs}, coded.tensors),
+                                                        repeats), 4)
         for codec in wire.INPUT_CODECS:
             row[codec] = source.encode(codec).numel() if (k == 0 and source is not None and codec in image_codecs) else ""
         rows.append(row)
     return rows
 
 
-def decision_time_us(planner: ChainPlanner, source: wire.ImageSource | None, allowed: tuple[str, ...],
+def decision_time_us(planner: ChainPlanner, source: wire.ImageSource | None, codec: str,
                      repeats: int = 20_000) -> float:
-    planner.configure_codecs(allowed, ImageInfo.of(source, allowed) if source is not None else None)
+    planner.use_codecs(codec, 0.0, source)
     link = Link(5.85)
     best = planner.best_cut_and_codec
     times = []
@@ -108,10 +100,9 @@ def main(argv=None) -> list[dict]:
                 x = source.tensor()
             planner = ChainPlanner(model, edge_predictor, edge_predictor, 10.0, codec_tables=(edge_table, edge_table))
             rows.extend(bytes_rows(model, planner, source, x, args.repeats))
-            image_codecs = source.input_codecs(tuple(model.input_shape)) if source is not None else ()
-            auto = allowed_codecs("auto", 0.0, source is not None, True, image_codecs)
-            decision[name] = {"none_us": round(decision_time_us(planner, source, ("none",)), 3),
-                              "auto_us": round(decision_time_us(planner, source, auto), 3), "auto_codecs": len(auto)}
+            decision[name] = {"none_us": round(decision_time_us(planner, source, "none"), 3),
+                              "auto_us": round(decision_time_us(planner, source, "auto"), 3),
+                              "auto_codecs": len(planner.codecs.allowed)}
             d = decision[name]
             print(f"{name:<14} {model.num_units:>3} cuts; decision {d['none_us']:.2f} us with none, {d['auto_us']:.2f} "
                   f"us with auto ({d['auto_codecs']} codecs)", flush=True)

@@ -75,7 +75,6 @@ from benchmarks.measure import (
     add_codec_args,
     check_bandwidths,
     compare,
-    configure_codecs,
     log,
     model_source,
     pinned_cloud,
@@ -344,7 +343,7 @@ def main(argv=None) -> list[dict]:
         for name, model in models.items():
             source, x = inputs[name]
             planner = DagPlanner(model, edge_predictor, cloud_predictor, edge_slowdown=args.edge_slowdown)
-            configure_codecs(planner, args.codec, args.accuracy_budget, source, same_decoder)
+            planner.use_codecs(args.codec, args.accuracy_budget, source, same_decoder)
             partitions = model_candidates(model, args.sample, args.seed)
             candidates = with_codecs(planner, partitions)
             log(f"{name}: {len(partitions)} candidate partitions, {len(candidates)} with their codecs; warming up "

@@ -70,7 +70,6 @@ from benchmarks.measure import (
     add_codec_args,
     check_bandwidths,
     compare,
-    configure_codecs,
     log,
     model_source,
     pinned_cloud,
@@ -223,7 +222,7 @@ def main(argv=None) -> list[dict]:
             source, x = inputs[name]  # each model's own input (fashion_net: 1x1x28x28, no image codec)
             planner = ChainPlanner(model, edge=edge_predictor, cloud=cloud_predictor, edge_slowdown=args.edge_slowdown,
                                    codec_tables=codec_tables)
-            configure_codecs(planner, args.codec, args.accuracy_budget, source, same_decoder)
+            planner.use_codecs(args.codec, args.accuracy_budget, source, same_decoder)
             candidates = chain_candidates(model, planner)
             log(f"{name}: {len(candidates)} candidates ({planner.num_units + 1} cuts); warming up both sides")
             warm_up(model, x, cloud.port)

@@ -57,7 +57,7 @@ from net.edge.runner import EdgeReport, collaborative_inference
 from net.wire.codecs import ImageSource
 from predictor import LatencyPredictor, Link, send_ms
 from predictor.codec_profile import model_inputs
-from predictor.planner import ImageInfo, Plan, Planner, allowed_codecs
+from predictor.planner import Plan, Planner
 from predictor.planner.codec_costs import BASELINE_CODEC
 from utils.image import fixed_input
 
@@ -141,25 +141,14 @@ def check_bandwidths(p, labels: Sequence[str], rtt: str | None = None) -> None:
             p.error(str(e))
 
 
-def budget_arg(text: str) -> float:
-    """argparse type for --accuracy-budget: top-1 points >= 0."""
-    import argparse
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected top-1 points >= 0, got {text!r}")
-    return value
-
-
 def add_codec_args(p, default_image: Path) -> None:
     """--codec auto|none, --accuracy-budget, --image: the same on both decision-quality benchmarks."""
     p.add_argument("--codec", choices=CODEC_MODES, default="auto",
                    help="auto (default): candidates are (partition, codec) pairs, the planner chooses with "
                         "codecs, the JPEG upload (jpeg90 at cut 0) is measured beside; none: float32 only, "
                         "the fixed input tensor, as before codecs")
-    p.add_argument("--accuracy-budget", type=budget_arg, default=0.0, metavar="POINTS",
+    from net.apps.cli import budget_points
+    p.add_argument("--accuracy-budget", type=budget_points, default=0.0, metavar="POINTS",
                    help="top-1 points auto may lose to lossy codecs (default 0: exact codecs only; the "
                         "oracle is then over exact plans)")
     p.add_argument("--image", type=Path, default=default_image, metavar="FILE",
@@ -182,14 +171,6 @@ def model_source(model: SplitModel, codec_mode: str, image: Path) -> tuple[Image
             return source, source.tensor()
         return None, model_inputs(model.name, [source])[0]
     return None, fixed_input(shape)
-
-
-def configure_codecs(planner: Planner, codec_mode: str, budget: float, source: ImageSource | None,
-                     same_image_decoder: bool) -> None:
-    """The codecs the planner may use (predictor.planner.allowed_codecs), and the image in hand."""
-    image_codecs = source.input_codecs(tuple(planner.model.input_shape)) if source is not None else ()
-    allowed = allowed_codecs(codec_mode, budget, source is not None, same_image_decoder, image_codecs)
-    planner.configure_codecs(allowed, ImageInfo.of(source, allowed) if source is not None else None, budget)
 
 
 def with_codecs(planner: Planner, partitions: Sequence[Candidate]) -> list[Candidate]:

@@ -39,7 +39,7 @@ def sample_photo_paths() -> list[Path]:
     return [folder / name for name in SAMPLE_PHOTOS]
 
 
-def _median_ms(fn: Callable[[], object], repeats: int = REPEATS) -> float:
+def median_ms(fn: Callable[[], object], repeats: int = REPEATS) -> float:
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -106,8 +106,8 @@ def measure_codec_table(role: str, threads: int, models: Iterable[str] = MODEL_N
                     if name == "alex_net":  # the speeds: one model's real activations are enough
                         header = {"tensors": [{"name": "x", "dtype": "uint8", "shape": [coded.coded_bytes]}],
                                   "codecs": coded.codecs}
-                        points[codec]["encode"].append((raw, _median_ms(partial(wire.encode_all, codec, {"x": t}))))
-                        points[codec]["decode"].append((raw, _median_ms(partial(wire.decode, header, coded.tensors))))
+                        points[codec]["encode"].append((raw, median_ms(partial(wire.encode_all, codec, {"x": t}))))
+                        points[codec]["decode"].append((raw, median_ms(partial(wire.decode, header, coded.tensors))))
         ratios[name] = {c: [round(statistics.mean(r), 5) for r in per_codec[c]] for c in TENSOR_CODECS}
     for name in dag_models:  # per node, by name: a DAG's crossing tensors are node outputs
         if progress:
@@ -137,12 +137,12 @@ def _image_costs(photos: list[wire.ImageSource]) -> dict:
     prep, normalise, strip, jpeg_decode = [], [], [], []
     encode: dict[str, list[float]] = {c: [] for c in wire.JPEG_QUALITY}
     for photo in photos:
-        prep.append(_median_ms(photo.crop) / photo.pixels_count)
+        prep.append(median_ms(photo.crop) / photo.pixels_count)
         crop = photo.crop()
-        normalise.append(_median_ms(partial(wire.TORCHVISION_NORMALISE, crop)))
-        strip.append(_median_ms(partial(wire.strip_metadata, photo.data)))
+        normalise.append(median_ms(partial(wire.TORCHVISION_NORMALISE, crop)))
+        strip.append(median_ms(partial(wire.strip_metadata, photo.data)))
         for codec, quality in wire.JPEG_QUALITY.items():
-            encode[codec].append(_median_ms(partial(crop.save, io.BytesIO(), format="JPEG", quality=quality)))
+            encode[codec].append(median_ms(partial(crop.save, io.BytesIO(), format="JPEG", quality=quality)))
         out = io.BytesIO()
         crop.save(out, format="JPEG", quality=90)
         data = out.getvalue()
@@ -150,7 +150,7 @@ def _image_costs(photos: list[wire.ImageSource]) -> dict:
         def decode_jpeg(data=data):
             with Image.open(io.BytesIO(data)) as img:
                 img.convert("RGB")
-        jpeg_decode.append(_median_ms(decode_jpeg))
+        jpeg_decode.append(median_ms(decode_jpeg))
     return {"prep_fixed_ms": 0.0, "prep_ms_per_pixel": statistics.mean(prep),
             "normalise_ms": statistics.mean(normalise), "strip_ms": statistics.mean(strip),
             "jpeg_decode_ms": statistics.mean(jpeg_decode),

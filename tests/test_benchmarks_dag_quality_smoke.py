@@ -43,13 +43,13 @@ def test_candidates_are_valid_distinct_seeded_and_cut_inside_blocks(res_net):
 
 
 def test_with_codecs_multiplies_the_partitions_by_the_planners_codecs(res_net, china_jpg):
-    from benchmarks.measure import configure_codecs, model_source, predictors, with_codecs
+    from benchmarks.measure import model_source, predictors, with_codecs
     from predictor.planner import DagPlanner
     edge, cloud, _, _ = predictors(None)
     planner = DagPlanner(res_net, edge, cloud, 2.0)
     partitions = dq.model_candidates(res_net, sample=2, seed=0)
     source, _ = model_source(res_net, "auto", china_jpg)
-    configure_codecs(planner, "auto", 0.0, source, True)
+    planner.use_codecs("auto", 0.0, source, True)
     candidates = with_codecs(planner, partitions)
     assert [c.codec for c in candidates if c.origin == "cloud-only"] == ["none", "zstd", "pixels", "file"]
     assert [c.codec for c in candidates if c.origin == "edge-only"] == ["none"]
@@ -57,7 +57,7 @@ def test_with_codecs_multiplies_the_partitions_by_the_planners_codecs(res_net, c
     assert [c.codec for c in inner] == ["none", "zstd"] * (len(partitions) - 2)
     assert [(c.origin, c.codec, c.in_pool) for c in candidates if not c.in_pool] == [("jpeg-upload", "jpeg90", False)]
     assert len({c.key for c in candidates}) == len(candidates)
-    configure_codecs(planner, "none", 0.0, None, True)
+    planner.use_codecs("none", 0.0, None, True)
     assert [c.partition for c in with_codecs(planner, partitions)] == [c.partition for c in partitions]
 
 

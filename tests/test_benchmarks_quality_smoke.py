@@ -118,7 +118,7 @@ def test_candidates_are_cut_codec_pairs(chain_models, china_jpg):
     admitted); none: one float32 candidate per cut."""
     import torch
 
-    from benchmarks.measure import configure_codecs, model_source, predictors
+    from benchmarks.measure import model_source, predictors
     from predictor.planner import ChainPlanner
     model = chain_models["le_net"]
     edge, cloud, _, _ = predictors(None)
@@ -126,20 +126,20 @@ def test_candidates_are_cut_codec_pairs(chain_models, china_jpg):
     n = model.num_units
     source, x = model_source(model, "auto", china_jpg)
     assert source is not None and torch.equal(x, source.tensor())
-    configure_codecs(planner, "auto", 0.0, source, True)
+    planner.use_codecs("auto", 0.0, source, True)
     auto = decision_quality.chain_candidates(model, planner)
     assert [(c.partition.cut_point, c.codec) for c in auto if c.partition.cut_point == 0] == \
         [(0, "none"), (0, "zstd"), (0, "pixels"), (0, "file"), (0, "jpeg90")]
     assert len(auto) == 2 * n + 4 and [c.in_pool for c in auto].count(False) == 1 and not auto[-1].in_pool
-    configure_codecs(planner, "auto", 0.0, source, False)  # the cloud decodes images otherwise: no file
+    planner.use_codecs("auto", 0.0, source, False)  # the cloud decodes images otherwise: no file
     assert "file" not in {c.codec for c in decision_quality.chain_candidates(model, planner)}
     planner.codecs.accuracy = {"int8": [0.5] * n, "fp16": [5.0] * n, "jpeg90": [0.2]}
-    configure_codecs(planner, "auto", 1.0, source, True)
+    planner.use_codecs("auto", 1.0, source, True)
     budget = decision_quality.chain_candidates(model, planner)
     assert {(c.codec, c.in_pool) for c in budget if c.partition.cut_point == 0} >= {("int8", True), ("jpeg90", True)}
     assert "fp16" not in {c.codec for c in budget} and all(c.in_pool for c in budget)
     source, _ = model_source(model, "none", china_jpg)
-    configure_codecs(planner, "none", 0.0, source, True)
+    planner.use_codecs("none", 0.0, source, True)
     assert source is None
     assert [(c.partition.cut_point, c.codec) for c in decision_quality.chain_candidates(model, planner)] == \
         [(k, "none") for k in range(n + 1)]

@@ -11,7 +11,7 @@ from net.edge.client import DEFAULT_TIMEOUT_S
 from net.emulation.link import NETWORK_PRESETS_MBPS, parse_bandwidth
 from net.wire.codecs import ALL_CODECS, is_input_codec
 from predictor.energy import OBJECTIVES, EdgePower, PowerProfile, PowerProfileError
-from predictor.planner import ImageInfo, Objective, allowed_codecs
+from predictor.planner import Objective
 from utils.device import DEVICES
 
 
@@ -167,12 +167,10 @@ def check_codec_args(args: argparse.Namespace, p: argparse.ArgumentParser, num_u
 def configure_codecs(planner, args: argparse.Namespace, source, same_image_decoder: bool = True) -> None:
     """Tell the planner which codecs it may use (--codec, --accuracy-budget) and the image in hand."""
     image_codecs = source.input_codecs(tuple(planner.model.input_shape)) if source is not None else ()
-    allowed = allowed_codecs(args.codec, args.accuracy_budget, source is not None, same_image_decoder, image_codecs)
     if is_input_codec(args.codec) and args.codec not in image_codecs:
         raise SystemExit(f"error: --codec {args.codec}: {planner.model.name} takes its image only as "
                          f"{' or '.join(image_codecs) or 'a tensor (no input codec)'}")
-    planner.configure_codecs(allowed, ImageInfo.of(source, allowed) if source is not None else None,
-                             args.accuracy_budget)
+    planner.use_codecs(args.codec, args.accuracy_budget, source, same_image_decoder)
     if args.codec == "auto" and args.accuracy_budget > 0 and not planner.codecs.accuracy:
         print(f"note: no accuracy table of the lossy codecs for {planner.model.name} on these weights "
               "(predictor/codec_accuracy.py): auto uses exact codecs only", file=sys.stderr, flush=True)

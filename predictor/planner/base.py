@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from models.split import Partition, SplitModel
-from predictor.planner.codec_costs import CodecCosts, ImageInfo
+from predictor.planner.codec_costs import CodecCosts, ImageInfo, allowed_codecs
+
+if TYPE_CHECKING:
+    from net.wire.codecs import ImageSource
 from predictor.planner.values import LATENCY, Link, Objective, Plan
 
 
@@ -31,6 +35,15 @@ class Planner(ABC):
         """The codecs plans may use from now on (predictor.planner.codec_costs.allowed_codecs),
         the image in hand, if any (input codecs need it), and the top-1 points a lossy codec may
         lose where several are allowed. Initially only `none`."""
+
+    def use_codecs(self, codec: str, accuracy_budget: float = 0.0, source: ImageSource | None = None,
+                   same_image_decoder: bool = True) -> None:
+        """configure_codecs from a request's terms: `codec` (auto, none or a name), the budget, and
+        the image in hand, if any (its input codecs as this model's input takes them; `file` only
+        where both sides decode images alike)."""
+        image_codecs = source.input_codecs(tuple(self.model.input_shape)) if source is not None else ()
+        allowed = allowed_codecs(codec, accuracy_budget, source is not None, same_image_decoder, image_codecs)
+        self.configure_codecs(allowed, ImageInfo.of(source, allowed) if source is not None else None, accuracy_budget)
 
     @abstractmethod
     def best(self, link: Link, objective: Objective = LATENCY) -> Plan:
