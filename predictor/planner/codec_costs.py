@@ -32,28 +32,20 @@ class CodecTableError(ValueError):
     pass
 
 
-def load_accuracy(path: Path = ACCURACY_FILE) -> dict[str, dict[str, list[float]]]:
-    """{model: {lossy codec: [top-1 points lost at cut k]}} (input codecs: one value, cut 0);
-    {} when not measured."""
-    return _accuracy_doc(path).get("models", {})
-
-
-def accuracy_fingerprint(model: str, path: Path = ACCURACY_FILE) -> str | None:
-    """The fingerprint of the weights `model`'s figures were measured on (None: not recorded)."""
-    entry = _accuracy_doc(path).get("measured", {}).get(model)
-    return entry.get("fingerprint") if isinstance(entry, dict) else None
-
-
-def _accuracy_doc(path: Path) -> dict:
-    if not path.is_file():
-        return {}
+def load_accuracy(model: str, path: Path = ACCURACY_FILE) -> tuple[dict[str, list[float]], str | None]:
+    """`model`'s figures, {lossy codec: [top-1 points lost at cut k]} (input codecs: one value,
+    cut 0; {} when not measured), and the fingerprint of the weights they were measured on (None:
+    not recorded)."""
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text()) if path.is_file() else {}
     except ValueError:
-        return {}
-    if not isinstance(doc, dict):
-        return {}
-    return {key: value for key in ("models", "measured") if isinstance(value := doc.get(key), dict)}
+        doc = {}
+    models = doc.get("models") if isinstance(doc, dict) else None
+    measured = doc.get("measured") if isinstance(doc, dict) else None
+    figures = models.get(model) if isinstance(models, dict) else None
+    entry = measured.get(model) if isinstance(measured, dict) else None
+    return (figures if isinstance(figures, dict) else {},
+            entry.get("fingerprint") if isinstance(entry, dict) else None)
 
 
 class CodecTable:
@@ -153,8 +145,7 @@ class CodecCosts:
         used only for the weights it was measured on: `weights_fingerprint` gives the model's,
         asked for only when a budget is set)."""
         self.model, self.edge, self.cloud, self.edge_slowdown = model, edge, cloud, edge_slowdown
-        self.accuracy = accuracy if accuracy is not None else load_accuracy().get(model, {})
-        self._measured_on = accuracy_fingerprint(model) if accuracy is None else None
+        self.accuracy, self._measured_on = (accuracy, None) if accuracy is not None else load_accuracy(model)
         self._weights_fingerprint = weights_fingerprint
         self.allowed: tuple[str, ...] = ("none",)
         self.forced = False
