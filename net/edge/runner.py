@@ -8,9 +8,8 @@ being ready to the answer; overhead = total minus the three parts.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TypeVar
+from functools import partial
 
 import torch
 
@@ -20,8 +19,6 @@ from net.emulation.slowdown import run_slowed
 from net.wire.codecs import ImageSource, encode_all, encode_input, is_input_codec
 from predictor.planner import LATENCY, Link, Objective, Planner
 from utils.classes import top_k
-
-T = TypeVar("T")
 
 CLOUD_RETRIES = 1
 
@@ -138,9 +135,7 @@ def collaborative_inference(model: SplitModel, planner: Planner, x: torch.Tensor
     fallback_reason = unavailable if client is None else None
     transfer_bytes = retries = 0
 
-    def slowed(work: Callable[[], T]) -> T:
-        return run_slowed(work, edge_slowdown, slowdown_by_repeating)
-
+    slowed = partial(run_slowed, slowdown=edge_slowdown, by_repeating=slowdown_by_repeating)
     t_ready = time.perf_counter()
     sent: dict[str, torch.Tensor] | None = None
     if is_input_codec(plan.codec):  # the image itself goes: coding it is the edge's whole part
