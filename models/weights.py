@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
@@ -23,7 +24,7 @@ from torchvision import models as tv_models
 from torchvision import transforms
 
 from models import efficientnet, fashion
-from utils.errors import weights_error_line
+from utils.errors import unreadable_weights_line
 
 IMAGENET = "imagenet"
 # Set to 1 to forbid downloading ImageNet weights (the tests do): a missing file is then an error.
@@ -130,10 +131,12 @@ def load_state_dict(name: str, spec: WeightsSpec) -> dict[str, torch.Tensor] | N
     if path is None:
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only, no code
+        with warnings.catch_warnings():  # bytes that are no torch file: the one line below says so
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only, no code
     except Exception as e:  # not a torch file, or one holding more than tensors: one line, and
         # never torch's advice to load it unsafely
-        raise WeightsUnavailable(weights_error_line(e, path, name)) from None
+        raise WeightsUnavailable(unreadable_weights_line(e, path, name)) from None
     if not isinstance(state, dict):
         raise WeightsUnavailable(f"{path} holds a {type(state).__name__}, not a state dict")
     if name == "google_net":  # torchvision's file has the training-only auxiliary classifiers

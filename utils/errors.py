@@ -25,10 +25,7 @@ def weights_error_line(error: BaseException, path: str | Path, model: str) -> st
     it cannot run code; the advice torch gives to load it anyway is not repeated)."""
     text = str(error)
     if isinstance(error, pickle.UnpicklingError) or "weights_only" in text:
-        detail = _UNSAFE.search(text)
-        why = f" ({detail.group(1).strip().rstrip('.')})" if detail else ""
-        return (f"cannot load {path} into {model}: it is not a plain state dict of tensors{why}; "
-                "files that hold anything else are refused, never run")
+        return _not_tensors_line(text, path, model)
     if "Error(s) in loading state_dict" in text:
         parts = []
         for kind, keys in _KEYS.findall(text):
@@ -42,3 +39,20 @@ def weights_error_line(error: BaseException, path: str | Path, model: str) -> st
         return f"cannot load {path} into {model}: the file is empty or cut short"
     first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
     return f"cannot load {path} into {model}: {type(error).__name__}: {first[:300]}"
+
+
+def unreadable_weights_line(error: BaseException, path: str | Path, model: str) -> str:
+    """Why torch's tensors-only loader could not read `path`, in one line: unreadable or cut short,
+    or else not a plain state dict of tensors, whatever the restricted unpickler raised (on random
+    bytes it fails with IndexError, KeyError or UnicodeDecodeError about one time in ten, not
+    only with UnpicklingError)."""
+    if isinstance(error, (OSError, EOFError)):
+        return weights_error_line(error, path, model)
+    return _not_tensors_line(str(error), path, model)
+
+
+def _not_tensors_line(text: str, path: str | Path, model: str) -> str:
+    detail = _UNSAFE.search(text)
+    why = f" ({detail.group(1).strip().rstrip('.')})" if detail else ""
+    return (f"cannot load {path} into {model}: it is not a plain state dict of tensors{why}; "
+            "files that hold anything else are refused, never run")
