@@ -25,7 +25,7 @@ from PIL import Image
 
 from models import DAG_MODEL_NAMES, MODEL_NAMES, get_dnn_model, get_model
 from net.wire import codecs as wire
-from predictor.planner.codec_costs import TABLE_FILE
+from predictor.planner.codec_costs import TABLE_FILE, crop_decode_key
 from utils.provenance import provenance
 
 SAMPLE_PHOTOS = ("china.jpg", "flower.jpg")
@@ -134,26 +134,32 @@ def measure_codec_table(role: str, threads: int, models: Iterable[str] = MODEL_N
 
 
 def _image_costs(photos: list[wire.ImageSource]) -> dict:
-    prep, normalise, strip, jpeg_decode = [], [], [], []
-    encode: dict[str, list[float]] = {c: [] for c in wire.JPEG_QUALITY}
+    """Per photo, medians of: decoding + resizing + cropping (per source pixel), normalising the
+    crop, stripping the file's metadata, encoding the crop with each codec that re-encodes it, and
+    decoding such a crop (one entry for every JPEG quality: `jpeg_decode_ms`, measured at 90)."""
+    prep, normalise, strip = [], [], []
+    encode: dict[str, list[float]] = {c: [] for c in wire.CROP_FORMATS}
+    # what each decode entry is measured on: every JPEG quality shares one, measured at 90
+    decoded_by = {crop_decode_key(c): c for c in wire.CROP_FORMATS if c not in wire.JPEG_QUALITY} | {
+        "jpeg_decode_ms": "jpeg90"}
+    decode: dict[str, list[float]] = {key: [] for key in decoded_by}
     for photo in photos:
         prep.append(median_ms(photo.crop) / photo.pixels_count)
         crop = photo.crop()
         normalise.append(median_ms(partial(wire.TORCHVISION_NORMALISE, crop)))
         strip.append(median_ms(partial(wire.strip_metadata, photo.data)))
-        for codec, quality in wire.JPEG_QUALITY.items():
-            encode[codec].append(median_ms(partial(crop.save, io.BytesIO(), format="JPEG", quality=quality)))
-        out = io.BytesIO()
-        crop.save(out, format="JPEG", quality=90)
-        data = out.getvalue()
+        for codec, (image_format, options) in wire.CROP_FORMATS.items():
+            encode[codec].append(median_ms(partial(crop.save, io.BytesIO(), format=image_format, **options)))
+        for key, codec in decoded_by.items():
+            data = photo.encode(codec).numpy().tobytes()
 
-        def decode_jpeg(data=data):
-            with Image.open(io.BytesIO(data)) as img:
-                img.convert("RGB")
-        jpeg_decode.append(median_ms(decode_jpeg))
+            def decode_crop(data=data):
+                with Image.open(io.BytesIO(data)) as img:
+                    img.convert("RGB")
+            decode[key].append(median_ms(decode_crop))
     return {"prep_fixed_ms": 0.0, "prep_ms_per_pixel": statistics.mean(prep),
             "normalise_ms": statistics.mean(normalise), "strip_ms": statistics.mean(strip),
-            "jpeg_decode_ms": statistics.mean(jpeg_decode),
+            **{key: statistics.mean(v) for key, v in decode.items()},
             **{f"{codec}_encode_ms": statistics.mean(v) for codec, v in encode.items()}}
 
 

@@ -1,5 +1,6 @@
 """Codecs chosen with the cut: the planner's costs, and whole inferences through a real cloud on
 127.0.0.1 whose answers with exact codecs equal local inference (one process, fixed threads)."""
+import copy
 import json
 import math
 
@@ -48,12 +49,31 @@ def test_shipped_codec_tables_load_for_both_roles(chain_models):
             assert ratios["fp16"] == [0.5] * model.num_units
 
 
+def test_an_input_codec_a_codec_table_never_measured_is_left_out(chain_models, predictors, source):
+    """A table made by deployment.py before a codec existed lacks its image costs: auto leaves the
+    codec out, and forcing it says what to do, in one line."""
+    model = chain_models["alex_net"]
+    p = planner(model, predictors, ("none", "zstd"), source)
+    for role in ("edge", "cloud"):  # copies: the tables may be shared with other tests
+        table = copy.copy(getattr(p.codecs, role))
+        table.image = {k: v for k, v in table.image.items() if not k.startswith("webp_lossless")}
+        setattr(p.codecs, role, table)
+    auto = allowed_codecs("auto", has_image=True)
+    p.configure_codecs(auto, ImageInfo.of(source, auto))
+    assert p.best(Link(5.85)).codec in auto
+    assert "webp_lossless" not in p.codecs.allowed and "pixels" in p.codecs.allowed
+    with pytest.raises(ValueError, match="webp_lossless has no measured costs.*deployment.py --role"):
+        p.configure_codecs(("webp_lossless",), ImageInfo.of(source, ("webp_lossless",)))
+
+
 def test_allowed_codecs():
     assert allowed_codecs("auto") == ("none", "zstd")
-    assert allowed_codecs("auto", has_image=True) == ("none", "zstd", "pixels", "file")
-    assert allowed_codecs("auto", has_image=True, same_image_decoder=False) == ("none", "zstd", "pixels")
-    assert allowed_codecs("auto", 5.0, has_image=True) == ("none", "zstd", "pixels", "file", "fp16", "int8",
-                                                            "jpeg75", "jpeg90", "jpeg95")
+    assert allowed_codecs("auto", has_image=True) == ("none", "zstd", "pixels", "webp_lossless", "file")
+    # lossless WebP decodes alike everywhere; only `file` depends on the two sides' image decoders
+    assert allowed_codecs("auto", has_image=True, same_image_decoder=False) == ("none", "zstd", "pixels",
+                                                                                "webp_lossless")
+    assert allowed_codecs("auto", 5.0, has_image=True) == ("none", "zstd", "pixels", "webp_lossless", "file",
+                                                            "fp16", "int8", "jpeg75", "jpeg90", "jpeg95")
     assert allowed_codecs("auto", 5.0) == ("none", "zstd", "fp16", "int8")
     assert allowed_codecs("jpeg90") == ("jpeg90",) and allowed_codecs("none") == ("none",)
     assert all(not C.is_lossy(c) for c in allowed_codecs("auto", has_image=True))
@@ -107,11 +127,11 @@ def test_exact_codecs_answer_as_local_inference(cloud, chain_models, predictors,
     x = source.tensor()
     with torch.no_grad():
         local = model.forward_whole(x)
-    allowed = ("none", "zstd", "pixels", "file")
+    allowed = ("none", "zstd", "pixels", "webp_lossless", "file")
     p = planner(model, predictors, allowed, source)
     with CloudClient(*cloud.address) as client:
         for k in cuts:
-            for codec in ("zstd", "pixels", "file") if k == 0 else ("zstd",):
+            for codec in ("zstd", "pixels", "webp_lossless", "file") if k == 0 else ("zstd",):
                 p.configure_codecs((codec,), ImageInfo.of(source, (codec,)))
                 report = collaborative_inference(model, p, None, client, Link(10.0), partition=model.prefix(k),
                                                  want_logits=True, source=source)

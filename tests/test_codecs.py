@@ -65,7 +65,7 @@ def test_none_sends_the_tensors_as_they_are():
     assert coded.codecs == {} and coded.tensors["x"] is x and coded.coded_bytes == x.numel() * 4
 
 
-@pytest.mark.parametrize("codec", ["pixels", "file"])
+@pytest.mark.parametrize("codec", ["pixels", "webp_lossless", "file"])
 def test_exact_input_codecs_decode_to_what_the_edge_computes(china_jpg, codec):
     source = C.ImageSource.from_path(china_jpg)
     x = load_image(china_jpg)
@@ -74,6 +74,9 @@ def test_exact_input_codecs_decode_to_what_the_edge_computes(china_jpg, codec):
     assert torch.equal(round_trip(coded)["x"], x)
     if codec == "pixels":
         assert coded.coded_bytes == 3 * 224 * 224
+    if codec == "webp_lossless":  # the point of it: half of `pixels`, and a lossless WebP file
+        assert coded.coded_bytes < 0.6 * 3 * 224 * 224
+        assert bytes(coded.tensors["x"][:4].tolist()) == b"RIFF" and bytes(coded.tensors["x"][12:16].tolist()) == b"VP8L"
 
 
 @pytest.mark.parametrize("codec", ["jpeg75", "jpeg90", "jpeg95"])
@@ -212,17 +215,21 @@ def test_an_image_file_declaring_too_many_pixels_is_refused_from_its_header():
     ("file", b"GIF89a" + bytes(100)),
     ("file", b"\xff\xd8\xff\xe0" + bytes(50)),
     ("jpeg90", png_header_only(224, 224)),
+    ("webp_lossless", png_header_only(224, 224)),
+    ("webp_lossless", b"RIFF" + struct.pack("<I", 100) + b"WEBPVP8L" + bytes(92)),
 ])
 def test_image_payloads_that_are_not_what_they_claim_are_refused(codec, payload):
     with pytest.raises(C.CodecError):
         decode_one({"codec": codec, "dtype": "float32", "shape": [1, 3, 224, 224]}, payload)
 
 
-def test_a_jpeg_codec_must_carry_the_crop_size():
+@pytest.mark.parametrize("codec", ["jpeg90", "webp_lossless"])
+def test_a_crop_codec_must_carry_the_crop_size(codec):
+    image_format, options = C.CROP_FORMATS[codec]
     out = io.BytesIO()
-    Image.new("RGB", (300, 300)).save(out, format="JPEG")
+    Image.new("RGB", (300, 300)).save(out, format=image_format, **options)
     with pytest.raises(C.CodecError, match="224x224"):
-        decode_one({"codec": "jpeg90", "dtype": "float32", "shape": [1, 3, 224, 224]}, out.getvalue())
+        decode_one({"codec": codec, "dtype": "float32", "shape": [1, 3, 224, 224]}, out.getvalue())
 
 
 # -- through a real cloud ----------------------------------------------------------------------------------
@@ -274,7 +281,7 @@ def test_cloud_refuses_a_zstd_bomb_and_closes_then_serves_others(cloud, chain_mo
     test_cloud_answers_every_exact_tensor_codec_as_local_inference(cloud, chain_models)
 
 
-@pytest.mark.parametrize("case", ["wrong_shape", "input_codec_past_cut_0", "huge_png"])
+@pytest.mark.parametrize("case", ["wrong_shape", "input_codec_past_cut_0", "huge_png", "webp_not_the_crop"])
 def test_cloud_refuses_hostile_coded_headers(cloud, chain_models, case):
     model = chain_models["alex_net"]
     if case == "wrong_shape":  # decodes to a shape the model does not take at that cut
@@ -284,6 +291,12 @@ def test_cloud_refuses_hostile_coded_headers(cloud, chain_models, case):
     elif case == "input_codec_past_cut_0":
         header = {"cut": 3, "codecs": {"x": {"codec": "file", "dtype": "float32", "shape": [1, 64, 27, 27]}}}
         tensors = {"x": torch.zeros(100, dtype=torch.uint8)}
+        code = "bad_codec"
+    elif case == "webp_not_the_crop":  # a lossless WebP of another size than the model's crop
+        out = io.BytesIO()
+        Image.new("RGB", (4000, 4000)).save(out, format="WEBP", lossless=True, method=0, quality=0)
+        header = {"cut": 0, "codecs": {"x": {"codec": "webp_lossless", "dtype": "float32", "shape": [1, 3, 224, 224]}}}
+        tensors = {"x": torch.frombuffer(bytearray(out.getvalue()), dtype=torch.uint8)}
         code = "bad_codec"
     else:
         png = png_header_only(50_000, 50_000)

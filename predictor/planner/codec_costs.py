@@ -93,9 +93,21 @@ class CodecTable:
             return float(values[k])
         return DEFAULT_RATIO.get(codec, 1.0)
 
+    def has_image_costs(self, codec: str) -> bool:
+        """Whether this table measured input codec `codec` (a table made before a codec existed has
+        not: the planner then leaves that codec out)."""
+        if codec in ("file", "pixels"):
+            return True
+        return f"{codec}_encode_ms" in self.image and crop_decode_key(codec) in self.image
+
     def prep_ms(self, pixels: int) -> float:
         """Decode an image file of `pixels` pixels, resize and crop it (not normalise)."""
         return self.image["prep_fixed_ms"] + self.image["prep_ms_per_pixel"] * pixels
+
+
+def crop_decode_key(codec: str) -> str:
+    """The image-costs entry for decoding a crop re-encoded by `codec` (one for every JPEG quality)."""
+    return "jpeg_decode_ms" if codec in wire.JPEG_QUALITY else f"{codec}_decode_ms"
 
 
 @dataclass(frozen=True)
@@ -125,8 +137,7 @@ def allowed_codecs(codec: str, accuracy_budget: float = 0.0, has_image: bool = F
         return (codec,)
     allowed = ["none", "zstd"]
     takes = set(image_codecs) if has_image else set()  # image_codecs: what this model's input takes
-    if "pixels" in takes:
-        allowed.append("pixels")
+    allowed += [c for c in ("pixels", "webp_lossless") if c in takes]
     if "file" in takes and same_image_decoder:
         allowed.append("file")
     if accuracy_budget > 0:
@@ -163,8 +174,16 @@ class CodecCosts:
         bad = [c for c in allowed if c not in wire.ALL_CODECS]
         if bad:
             raise ValueError(f"unknown codec {bad[0]!r}; valid: auto, {', '.join(wire.ALL_CODECS)}")
-        if not self.known:
+        edge, cloud = self.edge, self.cloud
+        if edge is None or cloud is None:
             allowed = [c for c in allowed if c == "none"] or list(allowed)
+        else:
+            unmeasured = [c for c in allowed if wire.is_input_codec(c)
+                          and not (edge.has_image_costs(c) and cloud.has_image_costs(c))]
+            if unmeasured and len(allowed) == 1:
+                raise ValueError(f"codec {unmeasured[0]} has no measured costs in this machine's codec table "
+                                 "(made before it existed): run deployment.py --role edge|cloud again")
+            allowed = [c for c in allowed if c not in unmeasured]
         if image is None:
             missing = [c for c in allowed if wire.is_input_codec(c)]
             if missing and len(missing) == len(allowed):
@@ -229,7 +248,7 @@ class CodecCosts:
             if codec == "pixels":
                 return Coding(codec, coded, slow * edge.prep_ms(pixels), cloud.image["normalise_ms"], lossy)
             return Coding(codec, coded, slow * (edge.prep_ms(pixels) + edge.image[f"{codec}_encode_ms"]),
-                          cloud.image["jpeg_decode_ms"] + cloud.image["normalise_ms"], lossy)
+                          cloud.image[crop_decode_key(codec)] + cloud.image["normalise_ms"], lossy)
         if tensors is None:
             coded = max(1, math.ceil(edge.ratio(self.model, codec, k) * raw_bytes))
             return Coding(codec, coded, slow * edge.encode_ms(codec, raw_bytes), cloud.decode_ms(codec, raw_bytes), lossy)
