@@ -1,6 +1,6 @@
 """Cloud throughput and tail latency with many concurrent edge clients.
 
-  python -m benchmarks.cloud_concurrency [--clients 1 4 16] [--requests N] [--model alex_net] [--cut K]
+  python -m benchmarks.cloud_concurrency [--clients 1 4 16] [--requests N] [--runs R] [--model alex_net] [--cut K]
 
 One cloud, `cloud_api.py -p 0 --preload MODEL` in its own process on a free loopback port
 (without a token: NEUROSURGEON_TOKEN is removed from its environment), stopped at the end. For each
@@ -17,11 +17,18 @@ identical and probabilities within 1e-5 relative (the cloud runs at another thre
 the returned logits give the same top-5 indices. Errors and wrong answers must be 0.
 
 Both processes share this machine's cores (edge threads mostly wait on sockets here).
+
+With --runs R the whole measurement is made R times, each against a new cloud process: the CSV
+has per client count the median over the runs of each figure, with the least and greatest run's
+throughput, p50 and p99 beside (`*_min`, `*_max`), `completed` the fewest any run completed and
+errors and wrong answers summed; NAME_runs.csv has every run's own rows. One run on this kind of
+VM says little: the same set-up varies by tens of per cent from run to run.
 """
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -144,6 +151,28 @@ def run_clients(port: int, work: Workload, clients: int, requests: int) -> dict:
             "errors": sum(errors), "wrong": sum(wrong), "first_problem": messages[0] if messages else ""}
 
 
+SPREAD = ("throughput_rps", "p50_ms", "p99_ms")  # reported with their least and greatest run
+
+
+def across_runs(per_run: list[dict], clients: list[int]) -> list[dict]:
+    """Per client count: each figure's median over the runs, the spread of SPREAD beside, the
+    fewest completed, errors and wrong answers summed, the first problem any run met."""
+    rows = []
+    for c in clients:
+        mine = [r for r in per_run if r["clients"] == c]
+        row = {k: mine[0][k] for k in ("model", "cut", "request_bytes", "clients", "requests")}
+        row["runs"] = len(mine)
+        row["completed"] = min(r["completed"] for r in mine)
+        for key in ("wall_s", "throughput_rps", "p50_ms", "p99_ms", "max_ms", "cloud_p50_ms"):
+            row[key] = round(statistics.median(r[key] for r in mine), 3 if key == "wall_s" else 2)
+        for key in SPREAD:
+            row[f"{key}_min"], row[f"{key}_max"] = min(r[key] for r in mine), max(r[key] for r in mine)
+        row["errors"], row["wrong"] = sum(r["errors"] for r in mine), sum(r["wrong"] for r in mine)
+        row["first_problem"] = next((r["first_problem"] for r in mine if r["first_problem"]), "")
+        rows.append(row)
+    return rows
+
+
 def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clients", nargs="+", type=int, default=[1, 4, 16], help="concurrent edge clients")
@@ -151,35 +180,47 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--model", choices=MODEL_NAMES, default="alex_net")
     p.add_argument("--cut", type=int, default=0, help="cut k: the edge ran units 1..k (default 0, cloud-only)")
     p.add_argument("--cloud-threads", type=int, default=None, help="the cloud's torch threads (default: its own)")
+    p.add_argument("--runs", type=int, default=1,
+                   help="whole measurements, each with a new cloud process; the CSV has their medians (default 1)")
     p.add_argument("--out", type=Path, default=None, help="CSV path (default: runs/benchmarks/cloud_concurrency_MODEL.csv)")
     args = p.parse_args(argv)
-    if args.requests < 1 or min(args.clients) < 1:
-        p.error("--clients and --requests must be at least 1")
+    if args.requests < 1 or min(args.clients) < 1 or args.runs < 1:
+        p.error("--clients, --requests and --runs must be at least 1")
     if args.out is None:
         args.out = RESULTS_DIR / f"cloud_concurrency_{args.model}.csv"
     torch.set_num_threads(1)  # local reference inference; the edge threads themselves only wait
     work = Workload(args.model, args.cut)
-    rows = []
-    with LocalCloud([args.model], threads=args.cloud_threads) as cloud:
-        print(f"{args.model} at cut {args.cut} ({work.nbytes} bytes a request), cloud on "
-              f"{HOST}:{cloud.port} with {cloud.threads} thread(s)")
-        print(f"{'clients':>7} {'requests':>8} {'wall s':>7} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} "
-              f"{'max ms':>8} {'cloud p50':>9} {'errors':>6} {'wrong':>5}")
-        for clients in args.clients:
-            row = run_clients(cloud.port, work, clients, args.requests)
-            rows.append(row)
-            print(f"{clients:>7} {row['requests']:>8} {row['wall_s']:>7.2f} {row['throughput_rps']:>7.1f} "
-                  f"{row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} {row['max_ms']:>8.1f} "
-                  f"{row['cloud_p50_ms']:>9.1f} {row['errors']:>6} {row['wrong']:>5}")
-            if row["first_problem"]:
-                print(f"        first problem: {row['first_problem']}")
-        cloud_threads = cloud.threads
-    write_csv_with_provenance(args.out, rows, list(rows[0]),
-                              provenance(host=HOST, cloud="cloud_api.py subprocess, no token", cloud_threads=cloud_threads,
-                                         edge="threads of one process, one connection each",
-                                         local_reference_threads=1, requests_per_client=args.requests,
-                                         warmup_per_client=1, inputs=NUM_INPUTS, seed=SEED))
-    print(f"wrote {args.out}")
+    per_run: list[dict] = []
+    for run in range(1, args.runs + 1):
+        with LocalCloud([args.model], threads=args.cloud_threads) as cloud:
+            print(f"run {run}/{args.runs}: {args.model} at cut {args.cut} ({work.nbytes} bytes a request), cloud on "
+                  f"{HOST}:{cloud.port} with {cloud.threads} thread(s)")
+            print(f"{'clients':>7} {'requests':>8} {'wall s':>7} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} "
+                  f"{'max ms':>8} {'cloud p50':>9} {'errors':>6} {'wrong':>5}")
+            for clients in args.clients:
+                row = run_clients(cloud.port, work, clients, args.requests)
+                per_run.append({"run": run, **row})
+                print(f"{clients:>7} {row['requests']:>8} {row['wall_s']:>7.2f} {row['throughput_rps']:>7.1f} "
+                      f"{row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} {row['max_ms']:>8.1f} "
+                      f"{row['cloud_p50_ms']:>9.1f} {row['errors']:>6} {row['wrong']:>5}")
+                if row["first_problem"]:
+                    print(f"        first problem: {row['first_problem']}")
+            cloud_threads = cloud.threads
+    rows = across_runs(per_run, args.clients)
+    if args.runs > 1:
+        for r in rows:
+            print(f"{r['clients']:>7} clients over {args.runs} runs: {r['throughput_rps']:.1f} req/s "
+                  f"[{r['throughput_rps_min']:.1f}-{r['throughput_rps_max']:.1f}], p50 {r['p50_ms']:.1f} ms "
+                  f"[{r['p50_ms_min']:.1f}-{r['p50_ms_max']:.1f}], p99 {r['p99_ms']:.1f} ms "
+                  f"[{r['p99_ms_min']:.1f}-{r['p99_ms_max']:.1f}]")
+    meta = provenance(host=HOST, cloud="cloud_api.py subprocess, no token, a new one each run",
+                      cloud_threads=cloud_threads, edge="threads of one process, one connection each",
+                      local_reference_threads=1, requests_per_client=args.requests, warmup_per_client=1,
+                      inputs=NUM_INPUTS, seed=SEED, runs=args.runs, statistic="median of the runs' figures")
+    write_csv_with_provenance(args.out, rows, list(rows[0]), meta)
+    runs_out = args.out.with_name(f"{args.out.stem}_runs.csv")
+    write_csv_with_provenance(runs_out, per_run, list(per_run[0]), meta)
+    print(f"wrote {args.out} and {runs_out}")
     bad = [r for r in rows if r["errors"] or r["wrong"] or r["completed"] != r["requests"]]
     if bad:
         raise SystemExit(f"error: {sum(r['errors'] for r in bad)} failed and {sum(r['wrong'] for r in bad)} "

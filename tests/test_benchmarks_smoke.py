@@ -43,15 +43,21 @@ def test_protocol_throughput_runs_give_medians_and_ranges(tmp_path):
 
 def test_cloud_concurrency_smallest(tmp_path):
     out = tmp_path / "cloud_concurrency.csv"
-    cloud_concurrency.main(["--model", "le_net", "--clients", "1", "2", "--requests", "3", "--out", str(out)])
+    cloud_concurrency.main(["--model", "le_net", "--clients", "1", "2", "--requests", "3", "--runs", "2",
+                            "--out", str(out)])
     meta, rows = read_rows(out)
     assert any(line.startswith("# cloud_threads:") for line in meta)
     assert [r["clients"] for r in rows] == ["1", "2"]
+    _, per_run = read_rows(tmp_path / "cloud_concurrency_runs.csv")
+    assert [(r["run"], r["clients"]) for r in per_run] == [("1", "1"), ("1", "2"), ("2", "1"), ("2", "2")]
     for r in rows:
-        assert set(r) >= {"model", "cut", "clients", "requests", "throughput_rps", "p50_ms", "p99_ms",
-                          "errors", "wrong"}
-        assert r["errors"] == "0" and r["wrong"] == "0"
+        assert set(r) >= {"model", "cut", "clients", "requests", "runs", "throughput_rps", "p50_ms", "p99_ms",
+                          "throughput_rps_min", "throughput_rps_max", "errors", "wrong"}
+        assert r["errors"] == "0" and r["wrong"] == "0" and r["runs"] == "2"
         assert r["completed"] == r["requests"] == str(3 * int(r["clients"]))
+        mine = sorted(float(x["throughput_rps"]) for x in per_run if x["clients"] == r["clients"])
+        assert float(r["throughput_rps_min"]) == mine[0] and float(r["throughput_rps_max"]) == mine[-1]
+        assert float(r["throughput_rps"]) == round((mine[0] + mine[1]) / 2, 2)  # the median of two
 
 
 def test_idle_penalty_smallest(tmp_path):
