@@ -197,3 +197,19 @@ def test_paper_figure_from_synthetic_csv(tmp_path):
     data = out.read_bytes()
     assert data.startswith(PNG_SIGNATURE) and len(data) > 1000
     assert len(paper_figure.figure_groups(paper_figure.read_results(src)[1])) == 3
+
+
+def test_paper_figure_with_codecs_adds_the_jpeg_upload_and_the_codec(tmp_path):
+    src = tmp_path / "dqc.csv"
+    src.write_text("# edge_slowdown: 10.0\n"
+                   "model,bandwidth,bandwidth_mbps,units,rounds,chosen_cut,chosen_codec,edge_only_ms,cloud_only_ms,"
+                   "chosen_ms,jpeg90_ms\n"
+                   "efficient_net,wifi,18.88,27,5,0,webp_lossless,380,290,75,40\n"
+                   "alex_net,3g,1.1,22,5,22,none,300,4400,300,160\n")
+    groups = paper_figure.figure_groups(paper_figure.read_results(src)[1])
+    assert [(g["codec"], g["jpeg"]) for g in groups] == [("none", 160.0), ("webp_lossless", 40.0)]
+    assert paper_figure.cut_words(0, 27, "webp_lossless") == "cut 0 (cloud-only), webp_lossless"
+    assert paper_figure.cut_words(22, 22, "none") == "cut 22 (edge-only)"
+    out = tmp_path / "figure.png"
+    assert paper_figure.main(["--csv", str(src), "--out", str(out)]) == out
+    assert out.read_bytes().startswith(PNG_SIGNATURE)
