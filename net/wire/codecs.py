@@ -58,6 +58,7 @@ ZSTD_LEVEL = 1  # activations: level 1 is within a few % of level 3's size at tw
 # cloud checks from the file's header, before decoding it).
 MAX_IMAGE_PIXELS_FACTOR = 16
 IMAGE_FORMATS = ("JPEG", "PNG")
+HAS_WEBP = bool(pil_features.check("webp"))  # PyPI's Pillow has it; a Pillow built without libwebp does not
 
 Preprocess = Callable[[Image.Image], torch.Tensor]  # PIL image -> model input [C, H, W]
 
@@ -82,7 +83,9 @@ def input_codecs_for(preprocess: Preprocess, input_shape: tuple[int, ...]) -> tu
     whole preprocessing), and `pixels` and the JPEG crops where its preprocessing splits."""
     if len(input_shape) != 4 or input_shape[1] != 3:
         return ()
-    return INPUT_CODECS if split_preprocess(preprocess) is not None else ("file",)
+    if split_preprocess(preprocess) is None:
+        return ("file",)
+    return tuple(c for c in INPUT_CODECS if c != "webp_lossless" or HAS_WEBP)
 
 
 class CodecError(ValueError):
