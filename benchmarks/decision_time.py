@@ -13,6 +13,9 @@ flow (pure Python) on the same graph: `baseline_ms` builds the graph anew for ea
 search that rebuilds its graph per request would; `cached_baseline_ms` builds it once and only
 rewrites its capacities per decision, as anyone using networkx for this would. All must find
 cuts of the same cost.
+`auto_us`: ours again with `--codec auto`'s exact codecs and scikit-learn's china.jpg in hand (a
+model that takes no image: its tensor codecs only), `auto_codecs` the codecs weighed; the image's
+coded sizes are measured once, at configuration, not per decision.
 All at 1 thread, in the same run.
 """
 from __future__ import annotations
@@ -28,8 +31,11 @@ import torch
 from benchmarks import RESULTS_DIR  # fresh results: runs/benchmarks/ (benchmarks/__init__.py)
 from models import ALL_MODEL_NAMES, DAG_MODEL_NAMES, get_dnn_model, model_partition
 from models.dag import get_dag_model
+from models.weights import preprocessing
+from net.wire.codecs import ImageSource
 from predictor import LatencyPredictor, Link, send_ms
-from predictor.planner import ChainPlanner, DagPlanner
+from predictor.codec_profile import sample_photo_paths
+from predictor.planner import ChainPlanner, DagPlanner, Planner
 from predictor.planner.dag_cut import DagCutSearch
 from utils.provenance import provenance, write_csv_with_provenance
 
@@ -90,6 +96,19 @@ def time_calls_us(fn, repeats: int) -> float:
     return statistics.median(samples)
 
 
+def auto_decision_us(planner: Planner, name: str, repeats: int) -> tuple[float, int]:
+    """(µs per decision, codecs weighed) with auto's exact codecs, the sample photo in hand."""
+    source: ImageSource | None = ImageSource.from_path(sample_photo_paths()[0]).with_preprocess(preprocessing(name))
+    if source is not None and not source.input_codecs(tuple(planner.model.input_shape)):
+        source = None
+    planner.use_codecs("auto", 0.0, source)
+    link = Link(BANDWIDTH_MBPS)
+    try:
+        return time_calls_us(lambda: planner.best(link), repeats), len(planner.codecs.allowed)
+    finally:
+        planner.use_codecs("none")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", choices=ALL_MODEL_NAMES, default=list(ALL_MODEL_NAMES))
@@ -107,7 +126,8 @@ def main(argv=None) -> None:
         cached = f"; networkx on a cached graph {row['cached_baseline_ms']} ms ({row['speedup_vs_cached']}x)" \
             if row["cached_baseline_ms"] != "" else ""
         print(f"{name:<11} {row['units']:>5} {row['setup_ms']:>10.1f} {row['ours_us']:>9.1f} "
-              f"{row['baseline_ms']:>12.1f} {row['speedup']:>9}x  {row['baseline']}{cached}")
+              f"{row['baseline_ms']:>12.1f} {row['speedup']:>9}x  {row['baseline']}{cached}; with auto "
+              f"({row['auto_codecs']} codecs) {row['auto_us']} us")
     write_csv_with_provenance(args.out, rows, list(rows[0]),
                               provenance(threads=1, repeats=args.repeats, naive_repeats=args.naive_repeats))
     print(f"wrote {args.out}")
@@ -123,9 +143,11 @@ def time_chain(name: str, edge, cloud, args) -> dict:
     ours_us = time_calls_us(lambda: planner.best(link), args.repeats)
     naive_us = time_calls_us(lambda: naive_best_cut(model, planner, x, BANDWIDTH_MBPS), args.naive_repeats)
     assert naive_best_cut(model, planner, x, BANDWIDTH_MBPS) == planner.best(link).cut_point
+    auto_us, auto_codecs = auto_decision_us(planner, name, args.repeats)
     return {"model": name, "units": len(model), "setup_ms": round(setup_ms, 2), "ours_us": round(ours_us, 2),
             "baseline_ms": round(naive_us / 1e3, 2), "speedup": round(naive_us / ours_us),
-            "baseline": "a forward pass per cut (the original)", "cached_baseline_ms": "", "speedup_vs_cached": ""}
+            "baseline": "a forward pass per cut (the original)", "cached_baseline_ms": "", "speedup_vs_cached": "",
+            "auto_us": round(auto_us, 2), "auto_codecs": auto_codecs}
 
 
 def time_dag(name: str, edge, cloud, args) -> dict:
@@ -144,10 +166,12 @@ def time_dag(name: str, edge, cloud, args) -> dict:
     assert abs(cached(BANDWIDTH_MBPS) - cut_ms) <= 1e-6 * max(1.0, cut_ms)  # the same graph, the same cut
     # the same optimum: networkx's cut (no RTT here) is never cheaper than ours, all-on-the-edge included
     assert best.total_ms <= cut_ms * (1 + 1e-6) + 1e-6 and min(cut_ms, planner.edge_only_ms()) >= best.total_ms * (1 - 1e-6) - 1e-6
+    auto_us, auto_codecs = auto_decision_us(planner, name, repeats)
     return {"model": name, "units": len(model), "setup_ms": round(setup_ms, 2), "ours_us": round(ours_us, 2),
             "baseline_ms": round(baseline_us / 1e3, 2), "speedup": round(baseline_us / ours_us),
             "baseline": "networkx max-flow, graph rebuilt per decision",
-            "cached_baseline_ms": round(cached_us / 1e3, 2), "speedup_vs_cached": round(cached_us / ours_us, 1)}
+            "cached_baseline_ms": round(cached_us / 1e3, 2), "speedup_vs_cached": round(cached_us / ours_us, 1),
+            "auto_us": round(auto_us, 2), "auto_codecs": auto_codecs}
 
 
 if __name__ == "__main__":

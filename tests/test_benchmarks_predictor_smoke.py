@@ -25,6 +25,8 @@ def test_decision_time_smoke(tmp_path):
     assert df.baseline.str.contains("networkx").tolist() == [False, True]
     assert df.cached_baseline_ms.isna().tolist() == [True, False]  # the DAG's fair baseline: a cached graph
     assert (df.speedup_vs_cached.dropna() > 0).all()
+    # with auto's exact codecs and the photo in hand: none, zstd, pixels, webp_lossless, file
+    assert (df.auto_us > 0).all() and df.auto_codecs.tolist() == [5, 5]
 
 
 def test_predictor_accuracy_smoke(tmp_path):
