@@ -236,6 +236,14 @@ def test_a_forced_input_codec_sends_the_image_or_keeps_all_on_the_edge(tiny):
     assert slow.partition.all_edge
 
 
+def test_edge_only_counts_the_image_preparation_as_the_all_edge_plan_does(tiny):
+    plain = planner_for(tiny, table(tiny, {}), ("none",))
+    with_image = planner_for(tiny, table(tiny, {}), ("none", "file"), IMAGE)
+    assert with_image.codecs.image_edge_ms() > 0
+    assert with_image.edge_only_ms() == pytest.approx(plain.edge_only_ms() + with_image.codecs.image_edge_ms())
+    assert with_image.edge_only_ms() == pytest.approx(with_image.cost(with_image.all_edge, Link(1.0)).total_ms)
+
+
 def test_lossy_codecs_are_not_admitted_under_auto_at_budget_0(tiny):
     # int8 would quarter every tensor, and its measured loss is small: still not at budget 0
     allowed = ("none", "zstd", "fp16", "int8")

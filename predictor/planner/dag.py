@@ -110,7 +110,8 @@ class DagPlanner(Planner):
                  "cloud_ms": self.nodes[name].cloud_ms, "out_bytes": self.nodes[name].out_bytes} for name in names]
 
     def edge_only_ms(self) -> float:
-        return sum(node.edge_ms for node in self.nodes.values())
+        """Every node on the edge, after decoding and preparing the image in hand (as cost() counts it)."""
+        return sum(node.edge_ms for node in self.nodes.values()) + self.codecs.image_edge_ms()
 
     def cost(self, partition: Partition, link: Link, objective: Objective = LATENCY,
              codec: str | None = None) -> Plan:
