@@ -22,4 +22,4 @@ def test_codecs_benchmark_smallest(tmp_path):
     assert fashion[0]["file"] == "" and fashion[0]["pixels"] == ""  # a grey input takes no image codec
     assert int(fashion[0]["zstd"]) < int(fashion[0]["float32_bytes"])  # a real image compresses
     decision = read_provenance(out)["decision_time_us"]
-    assert set(decision) == {"le_net", "fashion_net"} and decision["le_net"]["auto_codecs"] == 4
+    assert set(decision) == {"le_net", "fashion_net"} and decision["le_net"]["auto_codecs"] == 5  # +webp_lossless

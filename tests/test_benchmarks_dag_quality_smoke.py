@@ -51,7 +51,7 @@ def test_with_codecs_multiplies_the_partitions_by_the_planners_codecs(res_net, c
     source, _ = model_source(res_net, "auto", china_jpg)
     planner.use_codecs("auto", 0.0, source, True)
     candidates = with_codecs(planner, partitions)
-    assert [c.codec for c in candidates if c.origin == "cloud-only"] == ["none", "zstd", "pixels", "file"]
+    assert [c.codec for c in candidates if c.origin == "cloud-only"] == ["none", "zstd", "pixels", "webp_lossless", "file"]
     assert [c.codec for c in candidates if c.origin == "edge-only"] == ["none"]
     inner = [c for c in candidates if c.origin not in ("cloud-only", "edge-only", "jpeg-upload")]
     assert [c.codec for c in inner] == ["none", "zstd"] * (len(partitions) - 2)

@@ -73,7 +73,7 @@ def test_decision_quality_smallest(tmp_path):
     assert set(decision_quality.CUT_COLUMNS) <= set(cuts[0])
     assert len(cuts) == int(row["candidates"])
     codecs = {k: [c["codec"] for c in cuts if int(c["cut"]) == k] for k in range(n + 1)}
-    assert codecs[0] == ["none", "zstd", "pixels", "file", "jpeg90"] and codecs[n] == ["none"]
+    assert codecs[0] == ["none", "zstd", "pixels", "webp_lossless", "file", "jpeg90"] and codecs[n] == ["none"]
     assert all(codecs[k] == ["none", "zstd"] for k in range(1, n))
     by = {(int(c["cut"]), c["codec"]): c for c in cuts}
     kept = [c for c in cuts if c["phase"] == "measured"]
@@ -129,8 +129,8 @@ def test_candidates_are_cut_codec_pairs(chain_models, china_jpg):
     planner.use_codecs("auto", 0.0, source, True)
     auto = decision_quality.chain_candidates(model, planner)
     assert [(c.partition.cut_point, c.codec) for c in auto if c.partition.cut_point == 0] == \
-        [(0, "none"), (0, "zstd"), (0, "pixels"), (0, "file"), (0, "jpeg90")]
-    assert len(auto) == 2 * n + 4 and [c.in_pool for c in auto].count(False) == 1 and not auto[-1].in_pool
+        [(0, "none"), (0, "zstd"), (0, "pixels"), (0, "webp_lossless"), (0, "file"), (0, "jpeg90")]
+    assert len(auto) == 2 * n + 5 and [c.in_pool for c in auto].count(False) == 1 and not auto[-1].in_pool
     planner.use_codecs("auto", 0.0, source, False)  # the cloud decodes images otherwise: no file
     assert "file" not in {c.codec for c in decision_quality.chain_candidates(model, planner)}
     planner.codecs.accuracy = {"int8": [0.5] * n, "fp16": [5.0] * n, "jpeg90": [0.2]}
