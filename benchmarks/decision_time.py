@@ -98,10 +98,8 @@ def time_calls_us(fn, repeats: int) -> float:
 
 def auto_decision_us(planner: Planner, name: str, repeats: int) -> tuple[float, int]:
     """(µs per decision, codecs weighed) with auto's exact codecs, the sample photo in hand."""
-    source: ImageSource | None = ImageSource.from_path(sample_photo_paths()[0]).with_preprocess(preprocessing(name))
-    if source is not None and not source.input_codecs(tuple(planner.model.input_shape)):
-        source = None
-    planner.use_codecs("auto", 0.0, source)
+    photo = ImageSource.from_path(sample_photo_paths()[0]).with_preprocess(preprocessing(name))
+    planner.use_codecs("auto", 0.0, photo if photo.input_codecs(tuple(planner.model.input_shape)) else None)
     link = Link(BANDWIDTH_MBPS)
     try:
         return time_calls_us(lambda: planner.best(link), repeats), len(planner.codecs.allowed)

@@ -140,8 +140,7 @@ def collaborative_inference(model: SplitModel, planner: Planner, x: torch.Tensor
     sent: dict[str, torch.Tensor] | None = None
     if is_input_codec(plan.codec):  # the image itself goes: coding it is the edge's whole part
         assert source is not None, "an input codec needs the image file"
-        image = source
-        coded = slowed(lambda: encode_input(plan.codec, partition.crossing[0], image, tuple(model.input_shape)))
+        coded = slowed(partial(encode_input, plan.codec, partition.crossing[0], source, tuple(model.input_shape)))
         measured.encode = (time.perf_counter() - t_ready) * 1e3
     else:
         def edge_part() -> dict[str, torch.Tensor]:
@@ -151,8 +150,7 @@ def collaborative_inference(model: SplitModel, planner: Planner, x: torch.Tensor
         sent = slowed(edge_part)
         measured.edge = (time.perf_counter() - t_ready) * 1e3
         t0 = time.perf_counter()
-        tensors = sent
-        coded = slowed(lambda: encode_all(plan.codec if not partition.all_edge else "none", tensors))
+        coded = slowed(partial(encode_all, plan.codec if not partition.all_edge else "none", sent))
         measured.encode = (time.perf_counter() - t0) * 1e3 if plan.codec != "none" else 0.0
     logits, top5 = (sent or {}).get(model.output_key), None
     if not partition.all_edge:
@@ -167,8 +165,7 @@ def collaborative_inference(model: SplitModel, planner: Planner, x: torch.Tensor
             if sent is None:
                 assert source is not None
                 sent = {partition.crossing[0]: source.tensor()}
-            rest = sent
-            logits = slowed(lambda: model.run_cloud(rest, partition))
+            logits = slowed(partial(model.run_cloud, sent, partition))
             measured.edge += (time.perf_counter() - t0) * 1e3
     measured.total = (time.perf_counter() - t_ready) * 1e3
     if top5 is None:  # the output was computed here: the cloud replied with top5 otherwise

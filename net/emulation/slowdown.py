@@ -39,8 +39,9 @@ def run_slowed(work: Callable[[], T], slowdown: float, by_repeating: bool = Fals
     (emulate_slowdown), or `by_repeating` it, F runs in all (a fraction of a run as a wait of that
     share of the last run's time), so the device is busy all along as a real slower one is.
     Why repeat: on the VMs this project is measured on, a core that waits computes the next work
-    2-7x slower (EfficientNet-Lite0 at 1 thread: 41 ms warm, 107-149 ms after 0.3 s idle, 278-323
-    ms after 3 s; benchmarks.idle_penalty), and the wait rule multiplies that cold time F times.
+    1.7-7.7x slower (EfficientNet-Lite0 at 1 thread: 36.6 ms warm, 59-73 ms after 0.3 s idle,
+    147-177 ms after 3 s; benchmarks/results/idle_penalty.csv), and the wait rule multiplies that
+    cold time F times.
     Repeating pays it once. It costs F x the CPU, so it is for one emulated edge per core (the
     decision-quality benchmarks), not for many edges sharing one."""
     started = slowdown_clock()

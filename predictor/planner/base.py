@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 from models.split import Partition, SplitModel
 from predictor.planner.codec_costs import CodecCosts, ImageInfo, allowed_codecs
+from predictor.planner.values import LATENCY, Link, Objective, Plan
 
 if TYPE_CHECKING:
     from net.wire.codecs import ImageSource
-from predictor.planner.values import LATENCY, Link, Objective, Plan
 
 
 class Planner(ABC):
