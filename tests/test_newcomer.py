@@ -220,3 +220,15 @@ def test_deployment_profiles_into_this_machines_folder_and_the_scripts_then_use_
     from predictor.deploy import warn_if_other_machine
     warn_if_other_machine(mine)
     assert "using this machine's edge predictors" in capsys.readouterr().err
+
+
+def test_ctrl_c_leaves_a_flag_for_the_loop_when_its_interrupt_is_swallowed():
+    import threading
+
+    from net.apps.tasks_edge import on_ctrl_c
+    interrupted = threading.Event()
+    try:  # as when the KeyboardInterrupt lands in a __del__ and Python only prints it
+        on_ctrl_c(interrupted)
+    except KeyboardInterrupt:
+        pass
+    assert interrupted.is_set()

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -180,8 +182,15 @@ def _run(args, tasks, x, cloud_address, monitor_address, trace) -> int:
         scheduler.shutdown(wait=True)
         tracker.close()
         return 1
+    interrupted = threading.Event()
+    previous_handler = signal.signal(signal.SIGINT, lambda signum, frame: on_ctrl_c(interrupted))
+    previous_unraisable_hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: (None if issubclass(unraisable.exc_type, KeyboardInterrupt)
+                                             else previous_unraisable_hook(unraisable))
     try:
         for i, name in enumerate(tasks, start=1):
+            if interrupted.is_set():
+                raise KeyboardInterrupt
             bandwidth = fixed_mbps if tracker is None else tracker.latest_mbps
             client.expected_mbps = bandwidth  # the reply's deadline allows the upload at this rate
             if tracker is not None:  # the monitor's probes also bring the cloud's load: use the newest
@@ -200,6 +209,8 @@ def _run(args, tasks, x, cloud_address, monitor_address, trace) -> int:
         print(f"error: {e}; stopped after {len(rows)} of {len(tasks)} tasks", file=sys.stderr)
         status = 1
     finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        sys.unraisablehook = previous_unraisable_hook
         scheduler.shutdown(wait=True)  # a measurement in flight finishes before its client closes
         if tracker is not None:
             tracker.close()
@@ -209,6 +220,17 @@ def _run(args, tasks, x, cloud_address, monitor_address, trace) -> int:
     if args.report and rows:
         write_reports(args.report, rows, summary, args)
     return status
+
+
+def on_ctrl_c(interrupted: threading.Event) -> None:
+    """Ctrl-C during the tasks: raise at once, as Python's own handler does, and leave a flag.
+
+    A KeyboardInterrupt raised while Python runs a __del__ or a GC callback is "ignored" (printed
+    and swallowed) and the run would go on: the flag stops the loop at the next task instead, and
+    the unraisable hook installed beside this handler keeps that swallowed one off stderr.
+    """
+    interrupted.set()
+    raise KeyboardInterrupt
 
 
 def report_base(path: Path) -> Path:
