@@ -102,3 +102,11 @@ def test_csv_twin_carries_provenance(tmp_path):
     df = pd.read_csv(path)
     assert list(df.columns) == HEADER and df["model"].tolist() == ["le_net", "alex_net"]
     assert df["cut_point"].iloc[0] == 13 and pd.isna(df["cut_point"].iloc[1])
+
+
+def test_provenance_records_how_long_the_command_ran():
+    from utils.provenance import provenance
+    code = "import time; time.sleep(1.5); from utils.provenance import provenance; print(provenance()['run_s'])"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert int(out.stdout) >= 2  # the sleep and the imports, from the process's start (rounded)
+    assert provenance(run_s=7)["run_s"] == 7  # a benchmark that times its own run wins

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime
 import json
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -36,11 +37,25 @@ def git_commit() -> str:
         return "unknown"
 
 
+def process_age_s() -> float | None:
+    """Wall seconds since this process started (Linux's /proc), None where that cannot be read."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        start_ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime: after "pid (comm)"
+        uptime_s = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime_s - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def provenance(**extra) -> dict:
+    """Made when a command writes its results, so `run_s` (the command's wall time so far) is how
+    long the command took; a caller that times its own run passes `run_s` and that wins."""
+    age_s = process_age_s()
     return {"commit": git_commit(), "cpu": cpu_model(), "torch": torch.__version__,
             "sklearn": sklearn.__version__, "python": platform.python_version(),
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            **extra}
+            **({} if age_s is None else {"run_s": round(age_s)}), **extra}
 
 
 def provenance_path(csv_path: str | Path) -> Path:
