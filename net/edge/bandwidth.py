@@ -28,8 +28,11 @@ def measure_bandwidth_mbps(client: CloudClient, target_s: float = TARGET_PROBE_S
         large = int(min(MAX_PROBE_BYTES, max(4 * SMALL_PROBE_BYTES, floor_bytes_per_ms * target_s * 1e3)))
         large_ms = client.probe(large)
         small_ms = min(small_ms, client.probe(SMALL_PROBE_BYTES))
-        delta_ms = max(large_ms - small_ms, 1e-3)
-        estimates.append((large - SMALL_PROBE_BYTES) * 8 / (delta_ms * 1e3))  # bits per us = Mbit/s
+        if large_ms > small_ms:
+            estimates.append((large - SMALL_PROBE_BYTES) * 8 / ((large_ms - small_ms) * 1e3))  # bits/us = Mbit/s
+        else:  # the small probe took as long as the large (cross traffic on a real link, a rate step):
+            # the difference says nothing, so take the large probe's bytes over its whole time, a lower bound
+            estimates.append(large * 8 / (large_ms * 1e3))
     return statistics.median(estimates)
 
 

@@ -5,6 +5,7 @@ sends is shaped to the emulated uplink, and `rtt_ms` is paid once per request.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import socket
 import time
@@ -289,7 +290,8 @@ class CloudClient:
         try:
             t0 = time.perf_counter()
             try:
-                sent = send(self._sock, header, tensors, _DeadlineSender(deadline, self.pacer))
+                with self.pacer.exclusive() if self.pacer is not None else contextlib.nullcontext():
+                    sent = send(self._sock, header, tensors, _DeadlineSender(deadline, self.pacer))
             except TimeoutError:
                 raise
             except OSError:  # the cloud may have refused the frame mid-upload: read why it did
@@ -361,7 +363,9 @@ class CloudClient:
 
     def probe(self, nbytes: int) -> float:
         """Send `nbytes` of probe data; return the wall ms until the cloud's acknowledgement."""
-        if self.pacer is not None:
-            time.sleep(self.pacer.seconds_until_idle())  # time this probe alone, not what is queued
-        _, _, _, wall_ms = self._request({"type": "probe"}, {"data": torch.zeros(nbytes, dtype=torch.uint8)})
-        return wall_ms
+        data = {"data": torch.zeros(nbytes, dtype=torch.uint8)}
+        if self.pacer is None:
+            return self._request({"type": "probe"}, data)[3]
+        with self.pacer.exclusive():  # time this probe alone: no other frame shares the link with it
+            time.sleep(self.pacer.seconds_until_idle())  # nor is queued ahead of it
+            return self._request({"type": "probe"}, data)[3]

@@ -38,8 +38,10 @@ class LinkPacer:
     N / rate, from an idle link as from a busy one: pacing can only slow a transfer, and no idle
     credit lets a burst through early (the paper's measured rates are sustained rates). One lock
     guards the link's schedule, not the I/O: threads that share a pacer (the bandwidth probe and
-    the tensors) share one uplink. `rate_mbps` may be changed at run time (bandwidth-trace
-    replay); the new rate applies from the next chunk.
+    the tensors) share one uplink, which carries one `send` at a time, whole (a caller sending a
+    frame in pieces holds `exclusive()` around them, as CloudClient does: a FIFO queue of
+    frames). `rate_mbps` may be changed at run time (bandwidth-trace replay); the new rate
+    applies from the next chunk.
     """
 
     def __init__(self, rate_mbps: float, burst_bytes: int = 16 * 1024):
@@ -47,6 +49,9 @@ class LinkPacer:
             raise ValueError(f"burst_bytes must be >= 1, got {burst_bytes}")
         self.burst_bytes = int(burst_bytes)
         self._lock = threading.Lock()
+        # Held for a whole frame, so frames from two threads never interleave chunk by chunk: a
+        # bandwidth probe interleaved with a tensor upload timed half the link (see exclusive()).
+        self._frame_lock = threading.RLock()
         self._busy_until = time.monotonic()  # when the emulated link has carried all it was given
         self._bytes_per_s = self._check_rate(rate_mbps) * 1e6 / 8
 
@@ -87,10 +92,17 @@ class LinkPacer:
             self._busy_until = start + chunk_s
             return max(0.0, self._busy_until - now)
 
+    def exclusive(self) -> threading.RLock:
+        """`with pacer.exclusive():` keeps the link to this thread's frames, e.g. for a timed probe
+        and its reply: another thread's frame waits until the block ends instead of sharing the
+        link with the probe (which then timed the two frames, not the link)."""
+        return self._frame_lock
+
     def send(self, sock: socket.socket, data: memoryview) -> None:
         """sock.sendall(data), in chunks of at most burst_bytes, each when the link has carried it."""
         data = memoryview(data).cast("B")
-        for start in range(0, data.nbytes, self.burst_bytes):
-            chunk = data[start:start + self.burst_bytes]
-            time.sleep(self._reserve(chunk.nbytes))
-            sock.sendall(chunk)
+        with self._frame_lock:
+            for start in range(0, data.nbytes, self.burst_bytes):
+                chunk = data[start:start + self.burst_bytes]
+                time.sleep(self._reserve(chunk.nbytes))
+                sock.sendall(chunk)
