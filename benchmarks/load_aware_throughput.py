@@ -282,9 +282,22 @@ def print_row(row: dict) -> None:
           flush=True)
 
 
-def run_rounds(args, pinning: str | None, rows: list[dict], request_rows: list[dict], t_start: float) -> None:
+def cuts_by_cloud_load(planner: ChainPlanner, bandwidth_mbps: float, rtt_ms: float, max_load: float = 50.0) -> str:
+    """Where the load-aware planner's cut changes as the cloud's load grows (steps of 0.5), e.g.
+    "3 from 1, 13 from 11.5": what the load-aware edges choose at each load they read."""
+    changes, previous = [], None
+    for half_steps in range(2, int(max_load * 2) + 1):
+        load = half_steps / 2
+        cut = planner.best_cut_point(Link(bandwidth_mbps, rtt_ms, load))
+        if cut != previous:
+            changes.append(f"{cut} from {load:g}")
+            previous = cut
+    return ", ".join(changes)
+
+
+def run_rounds(args, pinning: str | None, rows: list[dict], request_rows: list[dict], t_start: float) -> str:
     """The cloud, its calibration, then --rounds of both arms (load-blind first in odd rounds,
-    load-aware first in even ones); rows appended."""
+    load-aware first in even ones); rows appended. Returns the planner's cuts by cloud load."""
     work = Workload(args.model, args.edge_slowdown)
     n = len(work.model)
     blind_cut = work.planner.best_cut_point(Link(args.bandwidth, args.rtt, 1.0))
@@ -321,6 +334,7 @@ def run_rounds(args, pinning: str | None, rows: list[dict], request_rows: list[d
                 print_row(row)
                 if row["first_problem"]:
                     log(f"      first problem: {row['first_problem']}")
+    return cuts_by_cloud_load(work.planner, args.bandwidth, args.rtt)
 
 
 def main(argv=None) -> list[dict]:
@@ -359,7 +373,7 @@ def main(argv=None) -> list[dict]:
     load_before = os.getloadavg()
     t_start = time.perf_counter()
     try:
-        run_rounds(args, pinning if pinned else None, rows, request_rows, t_start)
+        cut_by_cloud_load = run_rounds(args, pinning if pinned else None, rows, request_rows, t_start)
     finally:
         if pinned:
             pin_threads(os.getpid(), affinity_before)
@@ -393,6 +407,7 @@ def main(argv=None) -> list[dict]:
                       link="net.emulation.link.LinkPacer", bandwidth_mbps=args.bandwidth, rtt_ms=args.rtt,
                       warmup_s=args.warmup_s, duration_s=args.duration_s, rounds=args.rounds,
                       load_refresh_s=args.load_refresh_s, settle_load=args.settle_load,
+                      cut_by_cloud_load=cut_by_cloud_load,
                       calibration=f"every cut alone x{CALIBRATION_PASSES} before the first round",
                       inputs=NUM_INPUTS, check="torch.equal of the logits with the whole model run here at 1 thread",
                       loadavg_before=" ".join(f"{v:.2f}" for v in load_before),

@@ -38,8 +38,18 @@ def test_load_aware_throughput_tiny(tmp_path):
     # load-blind: always the idle-cloud cut, one that uses the cloud
     assert int(blind["blind_cut"]) < n and blind["cuts"] == f"{blind['blind_cut']}:{blind['completed']}"
     assert float(aware["ratio_vs_blind"]) > 0 and blind["ratio_vs_blind"] == ""
+    # where the load-aware cut moves, starting from the load-blind cut at load 1
+    by_load = next(line for line in meta if line.startswith("# cut_by_cloud_load: "))
+    assert by_load.startswith(f"# cut_by_cloud_load: {blind['blind_cut']} from 1")
 
     _, requests = read_rows(requests_out)
     assert {r["arm"] for r in requests} == {"blind", "aware"}
     assert len(requests) >= int(blind["completed"]) + int(aware["completed"])
     assert all(r["equal"] == "True" and r["fallback"] == "False" for r in requests)
+
+
+def test_cuts_by_cloud_load_moves_work_home_as_the_load_grows():
+    work = bench.Workload("alex_net", 16.0)
+    steps = [step.split(" from ") for step in bench.cuts_by_cloud_load(work.planner, 18.88, 0.0).split(", ")]
+    cuts, loads = [int(c) for c, _ in steps], [float(load) for _, load in steps]
+    assert loads[0] == 1 and loads == sorted(loads) and cuts == sorted(cuts) and len(cuts) > 1
