@@ -1,6 +1,6 @@
 # Two commands on a fresh machine (Debian, Python 3): `make demo` and `make test`. Each sets up on
-# first use what it needs and skips what is already done: the venv (re-made when a requirements
-# file changes) and the Debian packages (haproxy, dataset-fashion-mnist; apt-get as root or via sudo).
+# first use what it needs and skips what is already done: the venv (installed into again when a
+# requirements file changes) and the Debian packages (haproxy, dataset-fashion-mnist; apt-get as root or via sudo).
 
 PYTHON ?= python3
 VENV := .venv
