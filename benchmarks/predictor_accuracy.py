@@ -122,6 +122,34 @@ def leave_one_model_out(role: str, dataset_dir: Path, models: list[str]) -> list
     return rows
 
 
+def in_sample_sums(role: str, dataset_dir: Path, models: list[str]) -> list[dict]:
+    """The shipped fit (every row) summed over its own profile rows against their measured times
+    summed (`sum_ratio`, predicted / measured): per kind over all its rows, and per model over
+    every op of its pass at its own input size (224 px where it was profiled at several). A
+    regression can have a small median error and still miss a model's total, where its large ops
+    are."""
+    rows: list[dict] = []
+    per_source: dict[str, list[float]] = {}  # source -> [predicted ms, measured ms], summed over its ops
+    for kind, names in FEATURES.items():
+        df = read_dataset(dataset_dir / role / f"{kind}_lat.csv")
+        fitted = fit_kind(df, kind)[1]
+        predicted = [fitted.predict_ms(dict(zip(names, v))) for v in df[list(names)].to_numpy(float)]
+        measured = df["latency_ms"].to_numpy(float)
+        rows.append({"role": role, "evaluation": "in-sample sum", "held_out_model": "", "kind": kind,
+                     "regressor": "linear_weighted (ours)", "n": len(df), "sum_ratio": round(sum(predicted) / measured.sum(), 3)})
+        for source, p, m in zip(df["source"], predicted, measured):
+            sums = per_source.setdefault(str(source), [0.0, 0.0])
+            sums[0], sums[1] = sums[0] + p, sums[1] + m
+    for model in models:
+        own = sorted(s for s in per_source if family(s) == model)
+        source = f"{model}@224" if f"{model}@224" in own else own[0] if len(own) == 1 else None
+        if source is not None:
+            predicted_ms, measured_ms = per_source[source]
+            rows.append({"role": role, "evaluation": f"in-sample sum ({source})", "held_out_model": model, "kind": "all",
+                         "regressor": "linear_weighted (ours)", "n": "", "sum_ratio": round(predicted_ms / measured_ms, 3)})
+    return rows
+
+
 def mnas_net() -> ChainModel:
     """torchvision's MNASNet 1.0 as a chain, seeded weights: its layers, then the mean over the
     spatial dimensions its forward takes (an AdaptiveAvgPool2d + Flatten here, the same numbers),
@@ -223,9 +251,13 @@ def main(argv=None) -> None:
     for r in lomo:
         mape = f"{r['mape_pct']:>7.1f}" if r["mape_pct"] != "" else "  (none: only this model has the kind)"
         print(f"{'':<37} {r['kind']:<10} {r['held_out_model']:<11} {r['n_train']:>6} {r['n']:>5} {mape}")
+    sums = in_sample_sums(args.role, args.dataset_dir, models)
+    rows += sums
+    print("in sample, the fit's predictions summed over its own rows / their measured times summed:")
+    print("  " + ", ".join(f"{r['kind'] if r['kind'] != 'all' else r['held_out_model']} {r['sum_ratio']:.3f}" for r in sums))
     out = args.out or RESULTS_DIR / f"predictor_accuracy_{args.role}.csv"
     columns = ["role", "evaluation", "held_out_model", "kind", "regressor", "n_train", "n", "mape_pct",
-               "within_10_pct", "within_20_pct"]
+               "within_10_pct", "within_20_pct", "sum_ratio"]
     meta = provenance(role=args.role, folds=args.folds, held_out=" ".join(models))
     write_csv_with_provenance(out, rows, columns, meta)
     print(f"wrote {out}")

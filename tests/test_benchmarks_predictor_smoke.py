@@ -34,25 +34,31 @@ def test_predictor_accuracy_smoke(tmp_path):
     predictor_accuracy.main(["--role", "cloud", "--folds", "2", "--models", "le_net", "mobile_net", "--repeats", "1",
                              "--out", str(out)])
     df = pd.read_csv(out)
-    assert set(df.kind) == {"conv", "dwconv", "linear", "maxpool", "avgpool", "batchnorm", "relu", "add", "cat"}
+    kinds = {"conv", "dwconv", "linear", "maxpool", "avgpool", "batchnorm", "relu", "add", "cat"}
+    assert set(df.kind) == kinds | {"all"}
     # the random-rows evaluation scores every regressor of a kind on all of that kind's profile rows
     for kind, rows in df[df.evaluation == "2-fold (random rows)"].groupby("kind"):
         assert set(rows.n) == {len(read_dataset(DATASET_DIR / "cloud" / f"{kind}_lat.csv"))}
     scored = df[df.mape_pct.notna()]  # (a held-out kind with no rows left to fit is not scored)
     assert ((scored.within_10_pct <= scored.within_20_pct) & (scored.within_20_pct <= 100)).all()
-    assert set(df.evaluation) == {"2-fold (random rows)", "leave-one-model-out"}
+    assert set(df.evaluation) == {"2-fold (random rows)", "leave-one-model-out", "in-sample sum",
+                                  "in-sample sum (le_net@224)", "in-sample sum (mobile_net@224)"}
     lomo = df[df.evaluation == "leave-one-model-out"]
     assert set(lomo.held_out_model) == {"le_net", "mobile_net"}
-    # only MobileNetV2 (and its width variants) has depthwise convs: no fit without it, said so
-    dw = lomo[(lomo.held_out_model == "mobile_net") & (lomo.kind == "dwconv")].iloc[0]
-    assert dw.n_train == 0 and pd.isna(dw.mape_pct)
     assert (lomo[lomo.kind == "conv"].n_train > 0).all()
+    # the in-sample sums: one per kind, over all its rows, and one per model over its own pass
+    sums = df[df.evaluation.str.startswith("in-sample sum")]
+    assert set(sums[sums.kind != "all"].kind) == kinds and (sums.sum_ratio > 0).all()
+    assert set(sums[sums.kind == "all"].held_out_model) == {"le_net", "mobile_net"}
+    # only GoogLeNet concatenates: no fit of that kind without it, said so
+    cat = [r for r in predictor_accuracy.leave_one_model_out("cloud", DATASET_DIR, ["google_net"]) if r["kind"] == "cat"]
+    assert cat[0]["n_train"] == 0 and cat[0]["mape_pct"] == ""
 
     models = pd.read_csv(tmp_path / "pa_models.csv")
     assert list(dict.fromkeys(models.model)) == ["le_net", "mobile_net", "mnas_net"]
     le = models[models.model == "le_net"]
     assert list(le.prefix_units) == list(range(1, 14)) and le.predicted_held_out_ms.notna().all()
-    assert (models[models.model == "mobile_net"].predicted_held_out_ms.isna()).all()  # no dwconv fit without it
+    assert models[models.model == "mobile_net"].predicted_held_out_ms.notna().all()  # EfficientNet-Lite0 has dwconvs too
     mnas = models[models.model == "mnas_net"]
     assert (mnas.evaluation == "never profiled").all() and (mnas.measured_ms > 0).all()
     assert (mnas.predicted_in_sample_ms > 0).all()
