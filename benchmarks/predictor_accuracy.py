@@ -265,8 +265,9 @@ def main(argv=None) -> None:
         model_rows = whole_models(args.role, args.dataset_dir, models, args.repeats)
         print_models(model_rows)
         models_out = out.with_name(f"{out.stem}_models.csv")
+        finished = {k: v for k, v in provenance().items() if k in ("date", "run_s")}  # after the passes
         write_csv_with_provenance(models_out, model_rows, MODEL_COLUMNS,
-                                  {**meta, "threads": model_rows[0]["threads"], "repeats": args.repeats,
+                                  {**meta, **finished, "threads": model_rows[0]["threads"], "repeats": args.repeats,
                                    "measured": "real passes, a cache flush before each, median of repeats"})
         print(f"wrote {models_out}")
 
