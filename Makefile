@@ -19,7 +19,7 @@ test: $(STAMP) apt
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
-# The inner loop: the quick part of the suite (about a minute).
+# The inner loop: the quick part of the suite (about a minute and a half here).
 quick: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
