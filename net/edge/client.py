@@ -366,6 +366,7 @@ class CloudClient:
         data = {"data": torch.zeros(nbytes, dtype=torch.uint8)}
         if self.pacer is None:
             return self._request({"type": "probe"}, data)[3]
-        with self.pacer.exclusive():  # time this probe alone: no other frame shares the link with it
-            time.sleep(self.pacer.seconds_until_idle())  # nor is queued ahead of it
+        # Time this probe alone: no other frame shares the link with it, and none is left on it
+        # (a frame leaves the link only when its last chunk has crossed it).
+        with self.pacer.exclusive():
             return self._request({"type": "probe"}, data)[3]

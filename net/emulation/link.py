@@ -73,11 +73,6 @@ class LinkPacer:
         with self._lock:
             self._bytes_per_s = rate * 1e6 / 8
 
-    def seconds_until_idle(self) -> float:
-        """How long until the link has carried everything already given to it."""
-        with self._lock:
-            return max(0.0, self._busy_until - time.monotonic())
-
     def _reserve(self, nbytes: int) -> float:
         """Book `nbytes` on the link; return how long to wait until they have crossed it.
 
